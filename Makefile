@@ -1,0 +1,99 @@
+# Course tasks. `make` alone lists them.
+#
+# The virtual environment lives in .venv/ and is (re)built from requirements.txt whenever that
+# file or pyproject.toml changes; the stamp .venv/.installed records the last good install.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+VENV_BIN := $(VENV)/bin
+VENV_PY := $(VENV_BIN)/python
+STAMP := $(VENV)/.installed
+
+# Interpreter used to create .venv: the system's (an autograder runs kernels as an unprivileged
+# user, who cannot execute an interpreter under /root such as pyenv's), else python3 on PATH.
+# Override with `make PYTHON=/path/to/python3.x`.
+PYTHON := $(firstword $(wildcard /usr/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.11) \
+	$(shell command -v python3 2>/dev/null))
+
+# `make lock` resolves for the oldest supported Python.
+LOCK_PYTHON := /usr/bin/python3.11
+UV := $(firstword $(wildcard $(VENV_BIN)/uv) $(shell command -v uv 2>/dev/null))
+
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: help lab test bench lock clean distclean
+
+help:
+	@echo "Targets:"
+	@echo "  make lab        open the course (course/) in JupyterLab; extra options: LAB_ARGS=..."
+	@echo "  make test       ruff check, ruff format --check, then pytest; extra options: PYTEST_ARGS=..."
+	@echo "  make bench      run every benchmarks/bench_*.py, one after another"
+	@echo "  make lock       regenerate requirements.txt from requirements.in (uv pip compile)"
+	@echo "  make clean      remove build artefacts and caches (keeps .venv/)"
+	@echo "  make distclean  clean, and remove .venv/ too"
+	@echo "The first target that needs it creates .venv/ with $(or $(PYTHON),<no python3 found>)"
+	@echo "(override with PYTHON=...) and installs requirements.txt and emlib into it."
+
+$(STAMP): requirements.txt pyproject.toml
+	@if [ ! -x $(VENV_PY) ]; then \
+	  if [ -z "$(PYTHON)" ]; then \
+	    echo "error: no Python interpreter found; install Python 3.11+ or run make PYTHON=/path/to/python3.11" >&2; \
+	    exit 1; \
+	  fi; \
+	  if ! command -v "$(PYTHON)" >/dev/null; then \
+	    echo "error: PYTHON=$(PYTHON) is not an executable; run make PYTHON=/path/to/python3.11" >&2; \
+	    exit 1; \
+	  fi; \
+	  if ! "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	    echo "error: $(PYTHON) is not Python 3.11 or newer ($$("$(PYTHON)" --version 2>&1));" \
+	      "run make PYTHON=/path/to/python3.11" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "Creating $(VENV) with $(PYTHON)"; \
+	  "$(PYTHON)" -m venv $(VENV) || exit 1; \
+	fi
+	@if $(VENV_PY) -m pip install -q uv; then \
+	  set -x; \
+	  $(VENV_BIN)/uv pip install --python $(VENV_PY) --compile-bytecode -r requirements.txt && \
+	  $(VENV_BIN)/uv pip install --python $(VENV_PY) --no-deps -e .; \
+	else \
+	  echo "warning: could not install uv into $(VENV); falling back to pip (slower)" >&2; \
+	  set -x; \
+	  $(VENV_PY) -m pip install -r requirements.txt && \
+	  $(VENV_PY) -m pip install --no-deps -e .; \
+	fi
+	@touch $@
+
+lab: $(STAMP)
+	$(VENV_BIN)/jupyter lab --notebook-dir=course $(ALLOW_ROOT) $(LAB_ARGS)
+
+test: $(STAMP)
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+	export PATH="$(CURDIR)/$(VENV_BIN):$$PATH"; $(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@set -e; found=; \
+	for script in benchmarks/bench_*.py; do \
+	  [ -e "$$script" ] || continue; \
+	  found=1; \
+	  echo "== $$script"; \
+	  $(VENV_PY) "$$script"; \
+	done; \
+	[ -n "$$found" ] || echo "no benchmarks/bench_*.py yet"
+
+lock:
+	@if [ -z "$(UV)" ]; then echo "error: uv not found; run make $(STAMP) first" >&2; exit 1; fi
+	$(UV) pip compile --python $(LOCK_PYTHON) --no-header requirements.in -o requirements.txt
+
+clean:
+	rm -rf build/ dist/ *.egg-info .pytest_cache/ .ruff_cache/ .hypothesis/
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+	  \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,62 @@
+"""Pieces shared by the finite mixtures: parameter checks, restarts and canonical order."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from emlib._validation import check_init_keys, check_positive_int, check_weights, param_array
+
+
+def check_params(params, names: tuple[str, ...], k: int | None = None) -> dict:
+    """Validate a mixture's parameters: ``weights`` first, then per-component arrays."""
+    check_init_keys(params, names)
+    weights = param_array(params["weights"], "weights", size=k)
+    k = weights.size
+    out = {"weights": check_weights(weights)}
+    for name in names[1:]:
+        out[name] = param_array(params[name], name, size=k)
+    return out
+
+
+def sort_by_means(params: dict) -> dict:
+    order = np.argsort(params["means"], kind="stable")
+    return {name: np.asarray(value)[order] for name, value in params.items()}
+
+
+def pack(params: dict) -> np.ndarray:
+    """Free coordinates: all weights but the last, then every other parameter array."""
+    return np.concatenate([params["weights"][:-1], *list(params.values())[1:]])
+
+
+def unpack(v: np.ndarray, names: tuple[str, ...]) -> dict:
+    k = (v.size + 1) // len(names)
+    free = v[: k - 1]
+    out = {"weights": np.append(free, 1.0 - free.sum())}
+    for j, name in enumerate(names[1:]):
+        out[name] = v[k - 1 + j * k : k - 1 + (j + 1) * k].copy()
+    return out
+
+
+def weights_in_domain(v: np.ndarray, k: int) -> bool:
+    free = v[: k - 1]
+    return bool(np.all(free >= 0) and free.sum() <= 1)
+
+
+def normalise_log_rows(log_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior probabilities from log joint densities of shape (k, m), in log space.
+
+    Returns the responsibilities (k, m) and the log marginal density of each column.
+    """
+    with np.errstate(divide="ignore"):
+        log_marginal = logsumexp(log_joint, axis=0)
+    return np.exp(log_joint - log_marginal), log_marginal
+
+
+def n_starts(n_init) -> int:
+    return check_positive_int(n_init, "n_init")
+
+
+def log_weights(weights: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(weights)
