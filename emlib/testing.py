@@ -1,0 +1,73 @@
+"""Helpers for the course's test cells: fresh random data and an independence check.
+
+Hidden tests compare a student's function with :mod:`emlib` on data drawn at grading
+time, so a hard-coded answer cannot pass; :func:`assert_independent` makes sure the
+student's function is their own work rather than a call into the reference library.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import types
+
+import numpy as np
+
+
+def fresh_rng() -> tuple[np.random.Generator, int]:
+    """A generator seeded from the operating system, and its seed (for failure messages)."""
+    seed = secrets.randbits(32)
+    return np.random.default_rng(seed), seed
+
+
+def _is_emlib(obj) -> bool:
+    if isinstance(obj, types.ModuleType):
+        name = obj.__name__
+    else:
+        name = getattr(obj, "__module__", None) or ""
+    return name == "emlib" or name.startswith("emlib.")
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names) | set(code.co_freevars)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def assert_independent(func, *, _seen=None) -> None:
+    """Raise AssertionError if ``func`` (or a function it calls) uses :mod:`emlib`.
+
+    Looks at the function's source text and at every global name its code refers to,
+    following the student's own helper functions.
+    """
+    seen = set() if _seen is None else _seen
+    if id(func) in seen:
+        return
+    seen.add(id(func))
+    name = getattr(func, "__name__", repr(func))
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        source = ""
+    if "emlib" in source:
+        raise AssertionError(
+            f"{name} must be your own implementation, but its code mentions emlib, the "
+            "course's reference library"
+        )
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return
+    globals_ = getattr(func, "__globals__", {})
+    for ref in _code_names(code):
+        obj = globals_.get(ref)
+        if obj is None:
+            continue
+        if _is_emlib(obj):
+            raise AssertionError(
+                f"{name} must be your own implementation, but it uses {ref!r} from emlib, "
+                "the course's reference library"
+            )
+        if isinstance(obj, types.FunctionType) and obj.__module__ == func.__module__:
+            assert_independent(obj, _seen=seen)

@@ -1,0 +1,82 @@
+"""Every autograded exercise loses its points to the known-wrong answers in tests/known_wrong/.
+
+Each wrong answer is graded by nbgrader itself: the solution notebook with only that answer
+cell replaced is submitted and autograded in a scratch course.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from autograder import cells
+from autograder.release import assignments
+from tests.nbgrader_harness import grade, solution_notebook, with_answers
+
+KNOWN_WRONG = Path(__file__).parent / "known_wrong"
+
+
+def _wrong_answers(assignment: str) -> list[dict]:
+    path = KNOWN_WRONG / f"{assignment}.py"
+    if not path.exists():
+        return []
+    spec = importlib.util.spec_from_file_location(f"known_wrong_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WRONG
+
+
+@pytest.fixture(scope="module", params=assignments())
+def graded(request):
+    """Grade, once per assignment: the solution, the unfilled release, every wrong answer."""
+    from autograder import config  # noqa: F401  (puts the venv's bin/ on PATH)
+
+    assignment = request.param
+    _, nb = solution_notebook(assignment)
+    wrong = _wrong_answers(assignment)
+    submissions = {"correct": nb}
+    for i, item in enumerate(wrong):
+        submissions[f"wrong{i}"] = with_answers(nb, {item["answer"]: item["source"]})
+    return assignment, nb, wrong, grade(assignment, submissions, unfilled="unfilled")
+
+
+def test_correct_answers_earn_full_marks(graded):
+    _, nb, _, scores = graded
+    autograded = {cells.grade_id(c) for c in nb.cells if cells.is_test(c)}
+    for grade_id in autograded:
+        score, max_score = scores["correct"][grade_id]
+        assert score == max_score, f"{grade_id}: the solution scored {score}/{max_score}"
+
+
+def test_unfilled_release_scores_zero(graded):
+    _, _, _, scores = graded
+    earned = {gid: s for gid, (s, _) in scores["unfilled"].items() if s}
+    assert not earned, f"the unfilled student notebook earned points: {earned}"
+
+
+def test_every_exercise_has_a_known_wrong_answer(graded):
+    assignment, nb, wrong, _ = graded
+    answers = {cells.grade_id(c) for c in nb.cells if cells.is_answer(c)}
+    covered = {item["answer"] for item in wrong}
+    assert answers <= covered, (
+        f"{assignment}: no known-wrong answer for {sorted(answers - covered)} in "
+        f"tests/known_wrong/{assignment}.py"
+    )
+
+
+def test_known_wrong_answers_lose_their_points(graded):
+    assignment, nb, wrong, scores = graded
+    failures = []
+    for i, item in enumerate(wrong):
+        got = scores[f"wrong{i}"]
+        total = sum(s for s, _ in got.values())
+        full = sum(m for _, m in got.values())
+        for grade_id in item["loses"]:
+            cells.find(nb, grade_id)  # a typo in "loses" must not pass silently
+            if got[grade_id][0] != 0:
+                failures.append(f"{item['why']}: {grade_id} scored {got[grade_id][0]}")
+        if total >= full:
+            failures.append(f"{item['why']}: still full marks")
+    assert not failures, f"{assignment}:\n" + "\n".join(failures)
