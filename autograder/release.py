@@ -10,6 +10,8 @@ from autograder import COURSE, SOLUTIONS, config
 
 def assignments(source: Path = SOLUTIONS) -> list[str]:
     """Assignment folders in the source directory, in order."""
+    if not source.is_dir():
+        return []
     return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
 
 

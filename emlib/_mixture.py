@@ -47,10 +47,32 @@ def normalise_log_rows(log_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Posterior probabilities from log joint densities of shape (k, m), in log space.
 
     Returns the responsibilities (k, m) and the log marginal density of each column.
+    Raises ValueError when an observation has probability zero under every component.
     """
     with np.errstate(divide="ignore"):
         log_marginal = logsumexp(log_joint, axis=0)
+    impossible = np.isneginf(log_marginal)
+    if impossible.any():
+        raise ValueError(
+            f"{int(impossible.sum())} observation(s) have probability zero under every "
+            "component with these parameters (e.g. a positive count when every mean is 0); "
+            "choose parameters that give every observation positive probability"
+        )
     return np.exp(log_joint - log_marginal), log_marginal
+
+
+def check_resp(resp, n: int) -> np.ndarray:
+    """Responsibilities of shape (n, k): finite, non-negative, rows summing to one."""
+    resp = np.asarray(resp, dtype=float)
+    if resp.ndim != 2 or resp.shape[0] != n:
+        raise ValueError(f"resp must have shape (n, k) with n = {n}; got {resp.shape}")
+    if not np.all(np.isfinite(resp)) or np.any(resp < 0):
+        raise ValueError("resp must hold finite, non-negative probabilities")
+    if not np.allclose(resp.sum(axis=1), 1.0):
+        raise ValueError("each row of resp must sum to 1")
+    if np.any(resp.sum(axis=0) == 0):
+        raise ValueError("a component has no responsibility at all; its mean is undefined")
+    return resp
 
 
 def n_starts(n_init) -> int:

@@ -33,6 +33,16 @@ def as_observations(data, *, name: str = "data") -> np.ndarray:
 
 def as_counts(data, *, name: str = "data", shape=None) -> np.ndarray:
     """Return `data` as a 1-D int64 array of non-negative whole numbers, or raise ValueError."""
+    if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
+        # Integer arrays need no float round trip: only emptiness, shape and sign to check.
+        if data.size == 0:
+            raise ValueError(f"{name} is empty: at least one observation is needed")
+        if shape is not None and data.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {data.shape}")
+        if data.dtype.kind == "i" and data.min() < 0:
+            i = int(np.argmin(data))
+            raise ValueError(f"{name} must be counts (>= 0); found {data[i]} at index {i}")
+        return data.astype(np.int64, copy=False)
     x = as_observations(data, name=name)
     if shape is not None and x.shape != shape:
         raise ValueError(f"{name} must have shape {shape}; got {x.shape}")

@@ -282,13 +282,17 @@ def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol) -> EMResu
         objective = model.objective(prepared)
         state = convergence.SquaremState()
     while n_eval < max_iter:
-        if accelerate == "squarem":
+        # A SQUAREM cycle takes up to three EM-map evaluations; near the cap, plain steps.
+        if accelerate == "squarem" and max_iter - n_eval >= 3:
             theta, ll_new, used, small_step = convergence.squarem_step(
                 theta, ll, em_map, objective, model.in_domain, state, xtol
             )
             n_eval += used
             params = model.unpack(theta)
+            expected = None
         else:
+            if expected is None:
+                expected, _ = model.e_step(prepared, params)
             params_new = model.m_step(prepared, expected)
             n_eval += 1
             expected, ll_new = model.e_step(prepared, params_new)
@@ -296,6 +300,7 @@ def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol) -> EMResu
                 np.linalg.norm(model.pack(params_new) - model.pack(params)) <= xtol
             )
             params = params_new
+            theta = model.pack(params)
         convergence._guard(ll, ll_new, len(history))
         history.append(ll_new)
         param_history.append(params)

@@ -51,9 +51,10 @@ class _Design:
     shift: float
     n: int
     var_floor: float
+    sd: float
 
 
-def _prepare(data) -> _Design:
+def _prepare(data, *, require_spread: bool = False) -> _Design:
     x = as_observations(data, name="normal mixture data")
     shift = float(x.mean())
     centred = x - shift
@@ -62,11 +63,12 @@ def _prepare(data) -> _Design:
     rows[1] = centred
     rows[2] = 1.0
     sd = float(np.sqrt(rows[0].mean()))
-    if sd == 0:
+    if sd == 0 and require_spread:
         raise ValueError(
             "all observations are equal: a normal mixture needs data with some spread"
         )
-    return _Design(rows, shift, x.size, (SD_FLOOR_FRACTION * sd) ** 2)
+    floor = (SD_FLOOR_FRACTION * sd) ** 2 if sd > 0 else np.finfo(float).tiny
+    return _Design(rows, shift, x.size, floor, sd)
 
 
 def _check_params(params, k=None) -> dict:
@@ -93,13 +95,32 @@ def _coefficients(params, shift: float) -> np.ndarray:
 _BLOCK = 32_768
 
 
+#: Components narrower than this fraction of the data's spread get their log-density from
+#: (x − μ)² directly: in the expanded quadratic a x² + b x + c the large terms cancel and
+#: leave rounding noise big enough to trip the monotonicity guard.
+_NARROW = 0.05
+
+
+def _log_joint(d: _Design, params, rows: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """Log of w_j φ(x; μ_j, σ_j²) for each component (rows) and observation (columns)."""
+    log_joint = coefficients @ rows
+    for j in np.flatnonzero(params["sds"] < _NARROW * d.sd):
+        z = (rows[1] - (params["means"][j] - d.shift)) / params["sds"][j]
+        with np.errstate(divide="ignore"):
+            constant = np.log(params["weights"][j]) - 0.5 * (
+                _LOG_2PI + 2 * np.log(params["sds"][j])
+            )
+        log_joint[j] = constant - 0.5 * z * z
+    return log_joint
+
+
 def _e_step(d: _Design, params):
     coefficients = _coefficients(params, d.shift)
     stats = np.zeros((coefficients.shape[0], 3))
     ll = 0.0
     for start in range(0, d.n, _BLOCK):
         rows = d.rows[:, start : start + _BLOCK]
-        log_joint = coefficients @ rows
+        log_joint = _log_joint(d, params, rows, coefficients)
         # Log-sum-exp over components, in place to keep passes over the block few.
         top = log_joint.max(axis=0)
         log_joint -= top
@@ -147,7 +168,7 @@ def e_step(data, params) -> np.ndarray:
     """
     d = _prepare(data)
     params = _check_params(params)
-    log_joint = _coefficients(params, d.shift) @ d.rows
+    log_joint = _log_joint(d, params, d.rows, _coefficients(params, d.shift))
     resp, _ = _mixture.normalise_log_rows(log_joint)
     return resp.T
 
@@ -155,13 +176,7 @@ def e_step(data, params) -> np.ndarray:
 def m_step(data, resp) -> dict:
     """Weights, means and standard deviations from responsibilities of shape (n, k)."""
     d = _prepare(data)
-    resp = np.asarray(resp, dtype=float)
-    if resp.ndim != 2 or resp.shape[0] != d.n:
-        raise ValueError(f"resp must have shape (n, k) with n = {d.n}; got {resp.shape}")
-    if not np.all(np.isfinite(resp)) or np.any(resp < 0):
-        raise ValueError("resp must hold finite, non-negative probabilities")
-    if np.any(resp.sum(axis=0) == 0):
-        raise ValueError("a component has no responsibility at all; its mean is undefined")
+    resp = _mixture.check_resp(resp, d.n)
     return _m_step(d, resp.T @ d.rows.T)
 
 
@@ -242,7 +257,7 @@ def fit(
     """
     x = as_observations(data, name="normal mixture data")
     k = check_k(k, x)
-    prepared = _prepare(x)
+    prepared = _prepare(x, require_spread=True)
     if init is not None:
         starts = [_check_params(init, k)]
     else:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from emlib import _mixture
+from emlib._multinomial import frequency_table
 from emlib._validation import as_counts, check_k
 from emlib.em import EMModel, EMResult, run
 
@@ -46,8 +47,8 @@ class _Table:
 
 def _prepare(data) -> _Table:
     y = as_counts(data, name="Poisson mixture counts")
-    values, freqs = np.unique(y, return_counts=True)
-    return _Table(values.astype(float), freqs.astype(float), gammaln(values + 1.0), y.size)
+    values, freqs = frequency_table(y)
+    return _Table(values, freqs, gammaln(values + 1.0), y.size)
 
 
 def _check_params(params, k=None) -> dict:
@@ -117,22 +118,9 @@ def m_step(data, resp) -> dict:
     :math:`w_j = \\frac1n\\sum_i r_{ij}`, :math:`\\lambda_j = \\sum_i r_{ij} y_i / \\sum_i r_{ij}`.
     """
     y = as_counts(data, name="Poisson mixture counts").astype(float)
-    resp = _check_resp(resp, y.size)
+    resp = _mixture.check_resp(resp, y.size)
     size = resp.sum(axis=0)
     return {"weights": size / y.size, "means": (y @ resp) / size}
-
-
-def _check_resp(resp, n: int) -> np.ndarray:
-    resp = np.asarray(resp, dtype=float)
-    if resp.ndim != 2 or resp.shape[0] != n:
-        raise ValueError(f"resp must have shape (n, k) with n = {n}; got {resp.shape}")
-    if not np.all(np.isfinite(resp)) or np.any(resp < 0):
-        raise ValueError("resp must hold finite, non-negative probabilities")
-    if not np.allclose(resp.sum(axis=1), 1.0):
-        raise ValueError("each row of resp must sum to 1")
-    if np.any(resp.sum(axis=0) == 0):
-        raise ValueError("a component has no responsibility at all; its mean is undefined")
-    return resp
 
 
 def loglik(data, params) -> float:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, xlogy
 
+from emlib._multinomial import frequency_table
 from emlib._validation import (
     as_counts,
     check_init_keys,
@@ -51,7 +52,8 @@ class _Counts:
 
 def _prepare(data) -> _Counts:
     y = as_counts(data, name="ZIP counts")
-    total = float(y.sum())
+    values, freqs = frequency_table(y)
+    total = float(values @ freqs)
     if total == 0:
         raise ValueError(
             "every count is zero: λ → 0 and π → 1 explain the data equally well, so the ZIP "
@@ -59,9 +61,9 @@ def _prepare(data) -> _Counts:
         )
     return _Counts(
         n=y.size,
-        n_zero=int(np.count_nonzero(y == 0)),
+        n_zero=int(freqs[values == 0].sum()),
         total=total,
-        log_factorial_sum=float(gammaln(y + 1.0).sum()),
+        log_factorial_sum=float(gammaln(values + 1.0) @ freqs),
     )
 
 
@@ -73,10 +75,17 @@ def _check_params(params) -> dict:
     return {"lam": lam, "pi": pi}
 
 
+def _structural_share(lam: float, pi: float) -> float:
+    """P(structural zero | y = 0) = π / (π + (1 − π)e^{−λ}), without 0/0 when both vanish."""
+    if pi == 0:
+        return 0.0
+    return float(pi / (pi + (1 - pi) * np.exp(-lam)))
+
+
 def _e_step(c: _Counts, params):
     lam, pi = params["lam"], params["pi"]
     p_zero = pi + (1 - pi) * np.exp(-lam)
-    gamma = pi / p_zero if p_zero > 0 else 0.0
+    gamma = _structural_share(lam, pi)
     with np.errstate(divide="ignore"):
         ll = (
             xlogy(c.n_zero, p_zero)
@@ -113,8 +122,7 @@ def e_step(data, params) -> np.ndarray:
     """
     y = as_counts(data, name="ZIP counts")
     params = _check_params(params)
-    lam, pi = params["lam"], params["pi"]
-    return np.where(y == 0, pi / (pi + (1 - pi) * np.exp(-lam)), 0.0)
+    return np.where(y == 0, _structural_share(params["lam"], params["pi"]), 0.0)
 
 
 def m_step(data, resp) -> dict:
@@ -145,7 +153,10 @@ def default_init(data) -> dict:
     .. math:: \\pi_0 = \\max\\left(\\frac{n_0/n - e^{-\\bar y}}{1 - e^{-\\bar y}}, 0.01\\right),
               \\qquad \\lambda_0 = \\bar y / (1 - \\pi_0).
     """
-    c = _prepare(data)
+    return _default_init(_prepare(data))
+
+
+def _default_init(c: _Counts) -> dict:
     mean = c.total / c.n
     excess = (c.n_zero / c.n - np.exp(-mean)) / (1 - np.exp(-mean))
     pi0 = float(min(max(excess, 0.01), 0.99))
@@ -193,7 +204,7 @@ def fit(
     (0.3, 2.5)
     """
     prepared = _prepare(data)
-    start = _check_params(init) if init is not None else default_init(data)
+    start = _check_params(init) if init is not None else _default_init(prepared)
     return run(
         MODEL, prepared, [start], tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol
     )

@@ -1,8 +1,9 @@
-"""Grade notebooks with nbgrader's own API in a scratch course, for the tests.
+"""Grade notebooks with nbgrader's own API in scratch courses, for the tests.
 
 `grade` releases one assignment from ``solutions/`` into a temporary course, submits the
 given notebooks (the solution notebook with some answer cells replaced, say), autogrades
-them, and returns every grade cell's score.
+them, and returns every grade cell's score. Submissions are split across worker
+processes, each with its own scratch course and gradebook (SQLite takes one writer).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -34,13 +36,29 @@ def with_answers(nb, replacements: dict[str, str]):
 
 
 def grade(
-    assignment: str, submissions: dict[str, nbformat.NotebookNode], *, unfilled: str | None = None
+    assignment: str,
+    submissions: dict[str, nbformat.NotebookNode],
+    *,
+    unfilled: str | None = None,
+    jobs: int = 2,
 ) -> dict:
     """Autograde ``{student: notebook}``; return ``{student: {grade_id: (score, max)}}``.
 
     With ``unfilled="name"``, the released student notebook, submitted as it is, is
     graded too under that name.
     """
+    items = [(student, nbformat.writes(nb)) for student, nb in submissions.items()]
+    batches = [items[i::jobs] for i in range(jobs)]
+    batches[0] = batches[0] + ([(unfilled, None)] if unfilled else [])
+    batches = [b for b in batches if b]
+    scores = {}
+    with ProcessPoolExecutor(max_workers=len(batches)) as pool:
+        for part in pool.map(_grade_batch, [assignment] * len(batches), batches):
+            scores.update(part)
+    return scores
+
+
+def _grade_batch(assignment: str, batch: list[tuple[str, str | None]]) -> dict:
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
 
@@ -60,13 +78,13 @@ def grade(
         result = api.generate_assignment(assignment, force=True)
         assert result["success"], result["log"]
         scores = {}
-        if unfilled:
-            released = root / "course" / assignment / name
-            submissions = {**submissions, unfilled: nbformat.read(released, as_version=4)}
-        for student, nb in submissions.items():
+        for student, text in batch:
             folder = root / "submitted" / student / assignment
             folder.mkdir(parents=True)
-            nbformat.write(nb, folder / name)
+            if text is None:  # the unfilled release, as a student would submit it
+                shutil.copy(root / "course" / assignment / name, folder / name)
+            else:
+                (folder / name).write_text(text)
             with Gradebook(db) as gb:
                 gb.update_or_create_student(student)
             result = api.autograde(assignment, student, force=True, create=True)

@@ -280,15 +280,6 @@ def test_collapse_warns_and_stays_finite(case):
     assert result.loglik == pytest.approx(ref_loglik(x, result.params), rel=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=emlib.MonotonicityError,
-    reason=(
-        "bug: the quadratic-form E-step loses ~eps*((x-mean)/sd)^2 per observation, so a "
-        "component collapsed away from the data mean makes the log-likelihood jitter by "
-        "~1e-8 and trips the monotonicity guard instead of the collapse warning"
-    ),
-)
 def test_collapse_away_from_the_data_mean_warns():
     x = np.concatenate([np.full(30, 2.0), np.random.default_rng(0).normal(0, 1, 100)])
     with warnings.catch_warnings(record=True) as caught:
