@@ -33,6 +33,22 @@ def scipy_loglik(y, lam, pi):
     return float(zero.sum() + positive.sum())
 
 
+def analytic_covariance(y, lam, pi):
+    """Inverse of the observed information −∇²ℓ(λ, π), derivatives written out by hand.
+
+    ℓ = n0 log q + (n − n0)(log(1 − π) − λ) + Σy log λ − Σ log y!,  q = π + (1 − π)e^{−λ}.
+    """
+    y = np.asarray(y)
+    n, n0, total = y.size, np.sum(y == 0), y.sum()
+    e = np.exp(-lam)
+    q = pi + (1 - pi) * e
+    q_l, q_p, q_ll, q_lp = -(1 - pi) * e, 1 - e, (1 - pi) * e, e
+    h_ll = n0 * (q_ll / q - q_l**2 / q**2) - total / lam**2
+    h_pp = -n0 * q_p**2 / q**2 - (n - n0) / (1 - pi) ** 2
+    h_lp = n0 * (q_lp / q - q_l * q_p / q**2)
+    return np.linalg.inv(-np.array([[h_ll, h_lp], [h_lp, h_pp]]))
+
+
 @pytest.fixture(scope="module")
 def zip_data():
     return simulate(2000, lam=2.5, pi=0.3, seed=20240611)
@@ -102,17 +118,7 @@ def test_standard_errors_match_statsmodels_by_delta_method(emlib_fit, statsmodel
 
 def test_standard_errors_match_analytic_observed_information(emlib_fit, zip_data):
     """se from the inverse of −∇²ℓ(λ, π), the second derivatives written out by hand."""
-    lam, pi = emlib_fit.params["lam"], emlib_fit.params["pi"]
-    y = zip_data
-    n, n0, total = y.size, np.sum(y == 0), y.sum()
-    # ℓ = n0 log q + (n − n0)(log(1 − π) − λ) + Σy log λ − Σ log y!,  q = π + (1 − π)e^{−λ}
-    e = np.exp(-lam)
-    q = pi + (1 - pi) * e
-    q_l, q_p, q_ll, q_lp = -(1 - pi) * e, 1 - e, (1 - pi) * e, e
-    h_ll = n0 * (q_ll / q - q_l**2 / q**2) - total / lam**2
-    h_pp = -n0 * q_p**2 / q**2 - (n - n0) / (1 - pi) ** 2
-    h_lp = n0 * (q_lp / q - q_l * q_p / q**2)
-    cov = np.linalg.inv(-np.array([[h_ll, h_lp], [h_lp, h_pp]]))
+    cov = analytic_covariance(zip_data, emlib_fit.params["lam"], emlib_fit.params["pi"])
     np.testing.assert_allclose(emlib_fit.se["lam"], np.sqrt(cov[0, 0]), rtol=1e-4)
     np.testing.assert_allclose(emlib_fit.se["pi"], np.sqrt(cov[1, 1]), rtol=1e-4)
 
@@ -142,12 +148,16 @@ def test_loglik_equals_scipy_stats_at_random_params(zip_data):
 def test_loglik_at_pi_zero_is_the_poisson_loglik():
     y = np.array([0, 1, 1, 2, 3, 5, 8])
     expected = stats.poisson.logpmf(y, 2.2).sum()
-    assert zip_model.loglik(y, {"lam": 2.2, "pi": 0.0}) == pytest.approx(expected, rel=1e-13)
+    assert zip_model.loglik(y, {"lam": 2.2, "pi": 0.0}) == pytest.approx(
+        expected, rel=1e-13, abs=0
+    )
 
 
 def test_fit_loglik_is_the_full_loglik(emlib_fit, zip_data):
     p = emlib_fit.params
-    assert emlib_fit.loglik == pytest.approx(scipy_loglik(zip_data, p["lam"], p["pi"]), rel=1e-12)
+    assert emlib_fit.loglik == pytest.approx(
+        scipy_loglik(zip_data, p["lam"], p["pi"]), rel=1e-12, abs=0
+    )
     assert emlib_fit.loglik_history[-1] == emlib_fit.loglik
 
 
@@ -171,9 +181,9 @@ def test_m_step_is_the_weighted_formulas():
     y = simulate(200, lam=3.1, pi=0.25, seed=4)
     resp = np.where(y == 0, rng.random(y.size), 0.0)
     got = zip_model.m_step(y, resp)
-    assert got["pi"] == pytest.approx(sum(resp) / len(resp), rel=1e-13)
+    assert got["pi"] == pytest.approx(sum(resp) / len(resp), rel=1e-13, abs=0)
     expected_lam = sum((1 - r) * v for r, v in zip(resp, y, strict=True)) / sum(1 - resp)
-    assert got["lam"] == pytest.approx(expected_lam, rel=1e-13)
+    assert got["lam"] == pytest.approx(expected_lam, rel=1e-13, abs=0)
 
 
 def test_m_step_maximises_expected_complete_loglik():
@@ -251,7 +261,7 @@ def test_fewer_zeros_than_poisson_goes_to_the_boundary():
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(200, 1500),
     lam=st.floats(1.0, 6.0),
-    pi=st.floats(0.2, 0.6),
+    pi=st.floats(0.25, 0.6),  # enough excess zeros that the MLE is inside (π̂ > 0)
     lam0=st.floats(0.1, 20.0),
     pi0=st.floats(0.01, 0.95),
 )
@@ -271,9 +281,15 @@ def test_em_is_monotone_and_squarem_finds_the_same_fixed_point(seed, n, lam, pi,
 
     fast = zip_model.fit(y, init=init, tol=1e-14, max_iter=100_000, accelerate="squarem")
     assert fast.converged
-    np.testing.assert_allclose(fast.params["lam"], plain.params["lam"], rtol=1e-5)
-    np.testing.assert_allclose(fast.params["pi"], plain.params["pi"], rtol=1e-5, atol=1e-7)
-    assert fast.loglik == pytest.approx(plain.loglik, abs=1e-7)
+    assert fast.loglik == pytest.approx(plain.loglik, abs=1e-8)
+    # Plain EM stops on the log-likelihood, which is flat at the maximum, so when it
+    # converges slowly (small λ) its estimate can be ~1e-6 off. Compare on the scale
+    # that matters: the two estimates agree to 1e-3 of a standard error.
+    se = np.sqrt(np.diag(analytic_covariance(y, plain.params["lam"], plain.params["pi"])))
+    difference = np.array(
+        [fast.params["lam"] - plain.params["lam"], fast.params["pi"] - plain.params["pi"]]
+    )
+    assert np.all(np.abs(difference) <= 1e-3 * se), (difference, se)
 
 
 # --------------------------------------------------------------------------------------
@@ -293,6 +309,10 @@ GOOD = [0, 0, 1, 2, 3, 0, 4]
         ([], "empty"),
         ([[0, 1], [2, 3]], "1-D"),
         (["a", "b"], "numeric"),
+        # Integer arrays take a separate fast path through the validation.
+        (np.array([0, 1, -2, 3]), r"counts \(>= 0\).*-2 at index 2"),
+        (np.array([], dtype=np.int64), "empty"),
+        (np.array([[0, 1], [2, 3]]), "1-D"),
     ],
 )
 def test_bad_data_is_rejected(data, message):
@@ -348,12 +368,8 @@ def test_bad_resp_is_rejected():
         zip_model.m_step(GOOD, [1.5, 0, 0, 0, 0, 0, 0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emlib bug: zip.e_step computes 0/0 when pi == 0 and exp(-lam) underflows "
-    "(lam > ~745); the internal _e_step guards p_zero > 0 but the public e_step does not",
-)
 def test_e_step_with_no_inflation_and_huge_lambda():
-    # With π = 0 there are no structural zeros: Bayes' rule gives posterior 0 for every y.
+    # With π = 0 there are no structural zeros: Bayes' rule gives posterior 0 for every y,
+    # even when e^{−λ} underflows and the naive ratio would be 0/0 (a bug fixed in 34a6443).
     got = zip_model.e_step([0, 3], {"lam": 800.0, "pi": 0.0})
     np.testing.assert_array_equal(got, [0.0, 0.0])

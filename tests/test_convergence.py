@@ -1,0 +1,355 @@
+"""The convergence toolkit: monotonicity guard, stopping rule, SQUAREM, finite differences,
+the driver's warnings and the result summary."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import emlib
+from emlib import convergence, linkage, moth
+from emlib import zip as zip_model
+from emlib.convergence import ConvergenceWarning, MonotonicityError
+from emlib.em import EMModel, run
+
+# --------------------------------------------------------------------------------------
+# check_monotone and relative_change
+# --------------------------------------------------------------------------------------
+
+
+def test_check_monotone_passes_on_increasing_history():
+    convergence.check_monotone([-100.0, -50.0, -49.0, -49.0, -48.999])
+
+
+def test_check_monotone_names_the_iteration_of_a_decrease():
+    with pytest.raises(MonotonicityError, match=r"decreased at iteration 3\b"):
+        convergence.check_monotone([-100.0, -50.0, -49.0, -49.5, -48.0])
+
+
+def test_check_monotone_rejects_a_nan():
+    with pytest.raises(MonotonicityError, match=r"nan at iteration 2\b"):
+        convergence.check_monotone([-100.0, -50.0, np.nan])
+
+
+@pytest.mark.parametrize("loglik", [-1e6, -1234.5, -3.0, -0.25, 0.0, 42.0])
+def test_check_monotone_tolerates_rounding_but_not_real_decreases(loglik):
+    scale = max(abs(loglik), 1.0)
+    convergence.check_monotone([loglik, loglik - 1e-13 * scale])  # rounding: allowed
+    with pytest.raises(MonotonicityError, match="iteration 1"):
+        convergence.check_monotone([loglik, loglik - 1e-8 * scale])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (-100.0, -99.0, 1 / 99),
+        (-99.0, -100.0, 1 / 100),
+        (-1e6, -1e6, 0.0),
+        (0.5, 0.25, 0.25),  # |new| < 1: denominator floored at 1
+        (-0.001, 0.0, 0.001),
+        (10.0, 12.0, 2 / 12),
+    ],
+)
+def test_relative_change_examples(old, new, expected):
+    assert convergence.relative_change(old, new) == pytest.approx(expected, rel=1e-15, abs=0)
+
+
+# --------------------------------------------------------------------------------------
+# The driver's guard on a broken model
+# --------------------------------------------------------------------------------------
+
+
+def two_normal_model(*, swapped: bool) -> EMModel:
+    """A two-component normal mixture with unit variances, ψ the weight of component a.
+
+    With ``swapped=True`` it has the bug from the lecture notes: the E-step weights
+    component a by ψ and returns w, the responsibility of component b, and the M-step
+    sets ψ = mean(w), which is the weight of b.
+    """
+
+    def e_step(x, params):
+        psi, mu_a, mu_b = params["psi"], params["mu_a"], params["mu_b"]
+        dens_a = psi * stats.norm.pdf(x, mu_a, 1.0)
+        dens_b = (1 - psi) * stats.norm.pdf(x, mu_b, 1.0)
+        w = dens_b / (dens_a + dens_b)
+        return w, float(np.sum(np.log(dens_a + dens_b)))
+
+    def m_step(x, w):
+        psi = np.mean(w) if swapped else np.mean(1 - w)
+        return {
+            "psi": float(psi),
+            "mu_a": float(np.sum((1 - w) * x) / np.sum(1 - w)),
+            "mu_b": float(np.sum(w * x) / np.sum(w)),
+        }
+
+    return EMModel(
+        name="two-normal" + (" (swapped weights)" if swapped else ""),
+        e_step=e_step,
+        m_step=m_step,
+        pack=lambda p: np.array([p["psi"], p["mu_a"], p["mu_b"]]),
+        unpack=lambda v: {"psi": float(v[0]), "mu_a": float(v[1]), "mu_b": float(v[2])},
+        in_domain=lambda v: bool(0 < v[0] < 1),
+    )
+
+
+def mixture_loglik(x, params):
+    """The mixture log-likelihood from scipy.stats, independent of the model's E-step."""
+    psi, mu_a, mu_b = params["psi"], params["mu_a"], params["mu_b"]
+    return float(
+        np.sum(
+            np.logaddexp(
+                np.log(psi) + stats.norm.logpdf(x, mu_a, 1.0),
+                np.log1p(-psi) + stats.norm.logpdf(x, mu_b, 1.0),
+            )
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def unbalanced_mixture():
+    rng = np.random.default_rng(2024)
+    n = 400
+    in_a = rng.random(n) < 0.2
+    return np.where(in_a, rng.normal(0.0, 1.0, n), rng.normal(4.0, 1.0, n))
+
+
+START = {"psi": 0.3, "mu_a": -0.5, "mu_b": 3.0}
+
+
+def test_swapped_weights_really_lower_the_likelihood(unbalanced_mixture):
+    """Check, independently of the driver, that one buggy step goes down on this data."""
+    x = unbalanced_mixture
+    model = two_normal_model(swapped=True)
+    w, _ = model.e_step(x, START)
+    after = model.m_step(x, w)
+    assert mixture_loglik(x, after) < mixture_loglik(x, START) - 1.0
+
+
+def test_driver_guard_fires_on_swapped_weights(unbalanced_mixture):
+    with pytest.raises(MonotonicityError, match=r"decreased at iteration 1\b"):
+        run(two_normal_model(swapped=True), unbalanced_mixture, [START], tol=1e-10)
+
+
+def test_driver_guard_is_silent_on_the_correct_model(unbalanced_mixture):
+    x = unbalanced_mixture
+    result = run(two_normal_model(swapped=False), x, [START], tol=1e-12)
+    assert result.converged
+    assert result.params["psi"] == pytest.approx(0.2, abs=0.06)
+    recomputed = [mixture_loglik(x, p) for p in result.param_history]
+    np.testing.assert_allclose(recomputed, result.loglik_history, rtol=1e-10)
+    assert np.all(np.diff(recomputed) >= -1e-9)
+
+
+def test_guard_fires_under_squarem_too(unbalanced_mixture):
+    with pytest.raises(MonotonicityError, match="iteration"):
+        run(
+            two_normal_model(swapped=True),
+            unbalanced_mixture,
+            [START],
+            tol=1e-10,
+            accelerate="squarem",
+        )
+
+
+# --------------------------------------------------------------------------------------
+# SQUAREM
+# --------------------------------------------------------------------------------------
+
+MOTH_PREPARED = moth._prepare(moth.GIVENS_HOETING_COUNTS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.lists(st.floats(0.01, 1.0), min_size=3, max_size=3),
+    cycles=st.integers(1, 6),
+)
+def test_squarem_step_never_lowers_the_moth_likelihood(start, cycles):
+    model = moth.MODEL
+    em_map = model.em_map(MOTH_PREPARED)
+    objective = model.objective(MOTH_PREPARED)
+    theta = (np.array(start) / np.sum(start))[:2]
+    loglik = objective(theta)
+    state = convergence.SquaremState()
+    for _ in range(cycles):
+        new_theta, new_loglik, used, _ = convergence.squarem_step(
+            theta, loglik, em_map, objective, model.in_domain, state
+        )
+        assert model.in_domain(new_theta)
+        assert 1 <= used <= 3
+        # The reported value is the log-likelihood at the returned point ...
+        p_c, p_i = new_theta
+        x = np.array(moth.GIVENS_HOETING_COUNTS)
+        probs = [
+            p_c**2 + 2 * p_c * (1 - p_c),
+            p_i**2 + 2 * p_i * (1 - p_c - p_i),
+            (1 - p_c - p_i) ** 2,
+        ]
+        assert new_loglik == pytest.approx(stats.multinomial.logpmf(x, x.sum(), probs))
+        # ... and it is no lower than the input, up to the guard's rounding allowance.
+        assert new_loglik >= loglik - convergence.decrease_tolerance(loglik)
+        theta, loglik = new_theta, new_loglik
+
+
+@settings(max_examples=30, deadline=None)
+@given(theta0=st.floats(0.0, 1.0))
+def test_squarem_step_never_lowers_the_linkage_likelihood(theta0):
+    model = linkage.MODEL
+    prepared = linkage._prepare(linkage.DLR_COUNTS)
+    em_map, objective = model.em_map(prepared), model.objective(prepared)
+    theta = np.array([theta0])
+    loglik = objective(theta)
+    state = convergence.SquaremState(step_max=64.0)  # invite over-long extrapolations
+    for _ in range(4):
+        theta_new, loglik_new, _, _ = convergence.squarem_step(
+            theta, loglik, em_map, objective, model.in_domain, state
+        )
+        assert loglik_new >= loglik - convergence.decrease_tolerance(loglik)
+        assert 0.0 <= theta_new[0] <= 1.0
+        theta, loglik = theta_new, loglik_new
+
+
+# --------------------------------------------------------------------------------------
+# Warnings when a fit does not converge
+# --------------------------------------------------------------------------------------
+
+
+def test_non_converged_fit_warns_with_the_remedies():
+    rng = np.random.default_rng(3)
+    y = np.where(rng.random(500) < 0.3, 0, rng.poisson(2.0, 500))
+    with pytest.warns(ConvergenceWarning, match="max_iter") as record:
+        result = zip_model.fit(y, max_iter=2, tol=1e-14)
+    assert not result.converged
+    assert result.n_iter == 2
+    message = str(record[0].message)
+    assert "squarem" in message
+    assert "2 EM-map evaluations" in message
+
+
+def test_rate_warns_on_a_non_converged_fit():
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        result = linkage.fit(max_iter=1, tol=1e-14)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        emlib.rate(result)
+
+
+def test_converged_fit_does_not_warn():
+    # filterwarnings=error turns any warning into a failure here.
+    assert linkage.fit(tol=1e-12).converged
+
+
+# --------------------------------------------------------------------------------------
+# Finite differences
+# --------------------------------------------------------------------------------------
+
+
+def f_scalar(x):
+    return np.sin(x[0]) * x[1] ** 2
+
+
+def f_gradient(x):
+    return np.array([np.cos(x[0]) * x[1] ** 2, 2 * np.sin(x[0]) * x[1]])
+
+
+def f_hessian(x):
+    return np.array(
+        [
+            [-np.sin(x[0]) * x[1] ** 2, 2 * np.cos(x[0]) * x[1]],
+            [2 * np.cos(x[0]) * x[1], 2 * np.sin(x[0])],
+        ]
+    )
+
+
+def g_vector(x):
+    return np.array([np.sin(x[0]) * x[1] ** 2, np.exp(x[0] * x[1]), x[0] / x[1]])
+
+
+def g_jacobian(x):
+    e = np.exp(x[0] * x[1])
+    return np.array(
+        [
+            [np.cos(x[0]) * x[1] ** 2, 2 * np.sin(x[0]) * x[1]],
+            [x[1] * e, x[0] * e],
+            [1 / x[1], -x[0] / x[1] ** 2],
+        ]
+    )
+
+
+POINTS = [np.array(p) for p in [(0.3, 0.7), (1.0, 2.0), (0.7, -1.5), (1.2, 3.0), (-0.5, 0.4)]]
+
+
+@pytest.mark.parametrize("x", POINTS)
+def test_jacobian_matches_analytic(x):
+    np.testing.assert_allclose(
+        convergence.jacobian(f_scalar, x), f_gradient(x)[None, :], rtol=1e-6
+    )
+    np.testing.assert_allclose(convergence.jacobian(g_vector, x), g_jacobian(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("x", POINTS)
+def test_hessian_matches_analytic(x):
+    np.testing.assert_allclose(convergence.hessian(f_scalar, x), f_hessian(x), rtol=1e-6)
+
+
+def test_hessian_of_a_quadratic_in_three_dimensions():
+    a = np.array([[4.0, 1.0, -2.0], [1.0, 3.0, 0.5], [-2.0, 0.5, 5.0]])
+    b = np.array([1.0, -2.0, 0.5])
+    x = np.array([0.2, -1.3, 2.1])
+    np.testing.assert_allclose(
+        convergence.hessian(lambda v: 0.5 * v @ a @ v + b @ v, x), a, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        convergence.jacobian(lambda v: a @ v + b, x), a, rtol=1e-6, atol=1e-12
+    )
+
+
+# --------------------------------------------------------------------------------------
+# EMResult.summary
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fit", "names"),
+    [
+        (lambda: linkage.fit(), ["theta"]),
+        (lambda: moth.fit(), ["p_C", "p_I", "p_T"]),
+        (
+            lambda: zip_model.fit(
+                np.where(np.random.default_rng(0).random(300) < 0.3, 0, 2 + np.arange(300) % 4)
+            ),
+            ["lam", "pi"],
+        ),
+    ],
+)
+def test_summary_names_every_parameter(fit, names):
+    result = fit()
+    text = result.summary()
+    assert "converged" in text
+    assert "NOT converged" not in text
+    lines = text.splitlines()
+    for name in names:
+        (row,) = [line for line in lines if line.split()[0] == name]
+        estimate, error = map(float, row.split()[1:])
+        assert estimate == pytest.approx(result.params[name], rel=1e-5)
+        assert error == pytest.approx(result.se[name], rel=1e-3)
+
+
+def test_summary_of_a_non_converged_fit_says_so():
+    with pytest.warns(ConvergenceWarning):
+        result = linkage.fit(max_iter=1, tol=1e-14)
+    assert "NOT converged" in result.summary()
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 4, 5])
+def test_squarem_respects_max_iter(max_iter):
+    # max_iter bounds EM-map evaluations; a SQUAREM cycle uses up to three of them.
+    with pytest.warns(ConvergenceWarning):
+        result = linkage.fit(max_iter=max_iter, tol=0.0, accelerate="squarem")
+    assert result.n_iter == max_iter  # the cap is used in full, never exceeded
+
+
+def test_plain_em_respects_max_iter():
+    with pytest.warns(ConvergenceWarning):
+        result = linkage.fit(max_iter=4, tol=0.0)
+    assert result.n_iter == 4
+    assert len(result.loglik_history) == 5
