@@ -256,7 +256,12 @@ def run(
             f"{model.name}: EM stopped after {best.n_iter} EM-map evaluations without meeting "
             f"tol={tol:g} (last relative change "
             f"{convergence.relative_change(*best.loglik_history[-2:]):.2e}); raise max_iter, "
-            "try other starting values, or pass accelerate='squarem'",
+            + (
+                "loosen tol (it may be below the rounding noise of the log-likelihood), "
+                "or try other starting values"
+                if accelerate
+                else "try other starting values, or pass accelerate='squarem'"
+            ),
             convergence.ConvergenceWarning,
             stacklevel=3,
         )
