@@ -37,6 +37,9 @@ _STIRLING_FROM = 100.0
 #: Newton stops when a step in log θ (or log μ) is below this, relative: the score itself
 #: is only known to about this precision once it is summed over many counts.
 _ROOT_XTOL = 1e-10
+#: Most alternations between the μ and θ maximisations when there are size factors (μ and
+#: θ are nearly orthogonal, so a few usually suffice).
+_MAX_CYCLES = 50
 _LOG_THETA_MAX = float(np.log(THETA_MAX))
 _LOG_THETA_MIN = float(np.log(THETA_MIN))
 
@@ -336,7 +339,7 @@ def _fit_with_size_factors(y, w, group, n_groups, s, total_w, theta_start, mu_st
         theta = np.asarray(theta_start, dtype=float).copy()
     start_mu, start_theta = mu.copy(), theta.copy()
     start_q = weighted_nb_loglik(y, w, group, n_groups, mu, theta, s)
-    for _ in range(100):
+    for _ in range(_MAX_CYCLES):
         old_mu, old_theta = mu, theta
         mu = _conditional_mu(y, w, group, n_groups, s, theta, mu, poisson_mu)
         theta = _conditional_theta(y, w, group, n_groups, s, mu, theta)
@@ -348,7 +351,7 @@ def _fit_with_size_factors(y, w, group, n_groups, s, total_w, theta_start, mu_st
                 np.abs(1 / theta - 1 / old_theta) * np.minimum(theta, 1e300),
             ),
         )
-        if np.all(np.nan_to_num(change, nan=np.inf) <= 1e-12):
+        if np.all(np.nan_to_num(change, nan=np.inf) <= 10 * _ROOT_XTOL):
             break
     q = weighted_nb_loglik(y, w, group, n_groups, mu, theta, s)
     worse = q < start_q

@@ -166,7 +166,7 @@ def _tables(counts: np.ndarray):
     return gene.astype(np.intp), value.astype(float), freq.astype(float)
 
 
-def _prepare(data, size_factors=None) -> _Data:
+def _prepare(data, size_factors=None, *, for_fit: bool = True) -> _Data:
     counts, matrix = _as_count_matrix(data)
     n, g = counts.shape
     if size_factors is None:
@@ -179,7 +179,7 @@ def _prepare(data, size_factors=None) -> _Data:
         mult = np.ones(y.size)
         s = np.tile(sf, g)
     total = np.bincount(gene, weights=mult * y, minlength=g)
-    if np.any(total == 0):
+    if for_fit and np.any(total == 0):
         empty = np.flatnonzero(total == 0)
         if not matrix:
             raise ValueError(
@@ -410,7 +410,7 @@ def loglik(data, params, *, size_factors=None):
 
     A float for a vector of counts; for a matrix, an array with one entry per gene.
     """
-    d = _prepare(data, size_factors)
+    d = _prepare(data, size_factors, for_fit=False)
     ll, _ = _loglik_and_share(d, *_check_params(params, d.n_genes))
     return ll if d.matrix else float(ll[0])
 
