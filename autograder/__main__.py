@@ -1,16 +1,43 @@
-"""Command line: ``python -m autograder release [ASSIGNMENT ...]``."""
+"""Command line: ``python -m autograder {release,grade,report} ...``.
+
+* ``release [ASSIGNMENT ...]``: generate course/ from solutions/.
+* ``grade SUBMISSIONS --out DIR``: autograde a class (``<student>/<assignment>/<nb>.ipynb``
+  or a folder of zip files); ``--student NAME --force`` regrades one student.
+* ``report DIR``: rewrite grades.csv, the gradebook and the report from DIR's saved results.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     rel = commands.add_parser("release", help="generate course/ from solutions/")
     rel.add_argument("assignments", nargs="*", help="assignment folders (default: all)")
+
+    gr = commands.add_parser("grade", help="autograde a folder of submissions")
+    gr.add_argument("submissions", type=Path, help="<student>/<assignment>/<nb>.ipynb or zips")
+    gr.add_argument("--out", type=Path, required=True, help="output folder")
+    gr.add_argument("--jobs", type=int, default=2, help="students graded in parallel")
+    gr.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config)")
+    gr.add_argument("--memory", type=int, help="MiB of address space per kernel")
+    gr.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    gr.add_argument("--assignment", action="append", help="grade only this assignment")
+    gr.add_argument("--force", action="store_true", help="regrade even if already graded")
+    gr.add_argument("--course", type=Path, help="course root holding solutions/ (default: repo)")
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rep = commands.add_parser("report", help="rewrite grades.csv and the report of a folder")
+    rep.add_argument("out", type=Path)
+    rep.add_argument("--course", type=Path, help="course root holding solutions/")
     args = parser.parse_args(argv)
 
     if args.command == "release":
@@ -18,6 +45,33 @@ def main(argv=None) -> int:
 
         for name in release(args.assignments):
             print(f"released {name} -> course/{name}")
+    elif args.command == "grade":
+        from autograder import REPO
+        from autograder.grade import grade
+
+        results = grade(
+            args.submissions,
+            args.out,
+            course=args.course or REPO,
+            jobs=args.jobs,
+            timeout=args.timeout,
+            memory_limit=args.memory * 1024**2 if args.memory else None,
+            students=args.student,
+            assignments=args.assignment,
+            force=args.force,
+            progress=not args.quiet,
+        )
+        flagged = sum(1 for r in results if r["flags"])
+        print(f"{len(results)} graded ({flagged} flagged): {args.out / 'grades.csv'}")
+    elif args.command == "report":
+        from autograder import REPO
+        from autograder.grade import load_results, merge_gradebook, write_csv
+        from autograder.report import write_report
+
+        results = load_results(args.out)
+        write_csv(args.out, results)
+        merge_gradebook(args.out.resolve(), results, args.course or REPO)
+        print(write_report(args.out, results))
     return 0
 
 

@@ -34,3 +34,45 @@ c.Execute.timeout = 60
 # Code that ignores SIGINT must not stop grading of the rest of the notebook.
 c.Execute.raise_on_iopub_timeout = False
 c.Exchange.root = os.path.join(_REPO, "autograder", ".exchange")
+
+# --- Grading (autograder/grade.py; also used by `nbgrader autograde` with this file) ---------
+# The project's additions live in the `autograder` package next to this file.
+import sys  # noqa: E402
+
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties,
+    CheckCellMetadata,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from autograder.execute import GradingExecute  # noqa: E402
+from autograder.feedback import HideHiddenTests  # noqa: E402
+
+# nbgrader's autograde pipeline with Execute replaced by GradingExecute: sandboxed kernels
+# (autograder/sandbox.py), output capped in characters, grading survives a dead kernel.
+c.Autograde.autograde_preprocessors = [
+    GradingExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.GradingExecute.max_output_chars = 100_000
+# Per-kernel limits; the kernel's user, namespaces and hidden folders: autograder/sandbox.py.
+c.SandboxKernelManager.memory_limit = 2 * 1024**3
+c.SandboxKernelManager.cpu_limit = 900
+c.SandboxKernelManager.process_limit = 64
+c.SandboxKernelManager.file_size_limit = 64 * 1024**2
+
+# Feedback shows the student's code, visible tests and points; never hidden tests, not even in
+# a traceback (nbgrader's default feedback shows both).
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -1,0 +1,80 @@
+"""Feedback without hidden tests: not in the code, not in tracebacks, not in printed output.
+
+nbgrader's ``generate_feedback`` renders the autograded notebook, whose test cells hold the
+hidden tests (restored from the gradebook); ``ClearHiddenTests`` removes them from the code
+only, while a failing hidden test's traceback quotes its lines. :class:`HideHiddenTests`
+removes them from both.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import ClearHiddenTests
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+NEUTRAL = "A hidden test failed."
+
+
+def hidden_lines(
+    nb, begin="### BEGIN HIDDEN TESTS", end="### END HIDDEN TESTS", shortest=8
+) -> set[str]:
+    """Lines (stripped) found only between hidden-test markers, of ``shortest`` characters
+    or more: a ``)`` or an import also written in a visible cell gives nothing away."""
+    hidden: set[str] = set()
+    visible: set[str] = set()
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if begin in line:
+                inside = True
+            elif end in line:
+                inside = False
+            else:
+                (hidden if inside else visible).add(line.strip())
+    return {line for line in hidden - visible if len(line) >= shortest}
+
+
+def _leaks(text: str, lines: set[str]) -> bool:
+    text = ANSI.sub("", text)
+    return any(line in text for line in lines)
+
+
+class HideHiddenTests(ClearHiddenTests):
+    """ClearHiddenTests, plus outputs scrubbed of hidden-test text.
+
+    In a test cell that held hidden tests, an error shows only its name and message, or
+    "A hidden test failed." when the message quotes a hidden test; elsewhere any output
+    quoting a hidden test is replaced the same way.
+    """
+
+    def preprocess(self, nb, resources):
+        lines = hidden_lines(nb, self.begin_test_delimeter, self.end_test_delimeter)
+        had_hidden = [self.begin_test_delimeter in cell.source for cell in nb.cells]
+        nb, resources = super().preprocess(nb, resources)
+        for cell, hidden in zip(nb.cells, had_hidden, strict=True):
+            if cell.cell_type == "code":
+                cell.outputs = [self._scrub(o, hidden, lines) for o in cell.outputs]
+        return nb, resources
+
+    @staticmethod
+    def _scrub(output, hidden_cell: bool, lines: set[str]):
+        if output.output_type == "error":
+            ename, evalue = output.get("ename", ""), output.get("evalue", "")
+            tb = "\n".join(output.get("traceback", []))
+            if not (hidden_cell or _leaks(tb, lines)):
+                return output
+            if _leaks(f"{ename}: {evalue}", lines) or (hidden_cell and _leaks(tb, lines)):
+                return new_output("error", ename=ename, evalue="", traceback=[NEUTRAL])
+            return new_output(
+                "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
+            )
+        if output.output_type == "stream":
+            if _leaks(output.text, lines):
+                output.text = "[output hidden: it quotes a hidden test]\n"
+            return output
+        data = output.get("data", {})
+        if any(isinstance(v, str) and _leaks(v, lines) for v in data.values()):
+            output.data = {"text/plain": "[output hidden: it quotes a hidden test]"}
+        return output

@@ -1,0 +1,218 @@
+"""A kernel manager that runs each grading kernel in a sandbox.
+
+What nbgrader lacks: its kernels run as the grader, in the grader's network, able to read the
+course's solutions and write to its gradebook. :class:`SandboxKernelManager` (set up by
+:class:`autograder.execute.GradingExecute`) starts every kernel
+
+* in a fresh working folder outside the course (a copy of the assignment's data files only),
+  with HOME, MPLCONFIGDIR and IPYTHONDIR inside it;
+* under resource limits (``prlimit``: address space, CPU time, processes, file size);
+* when running as root with ``unshare`` and ``setpriv`` available: as an unprivileged user
+  (one per grading worker, created with ``useradd`` when missing), in private network, PID and
+  mount namespaces, with the course's private folders (``solutions/``, the gradebook, the
+  submissions, the output folder...) covered by empty tmpfs mounts.
+
+The kernel talks to the grader over ZeroMQ ``ipc`` sockets at an absolute path in its own
+folder (TCP on the host's loopback is unreachable from a private network namespace).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Integer, List, Unicode
+
+from autograder import REPO
+
+#: Folders of the repository a student's kernel never needs (everything but .venv, emlib, data).
+PRIVATE_REPO_FOLDERS = ("solutions", "autograder", "tests", "benchmarks", ".git", "course")
+#: Where isolated kernels get their folders (outside /tmp, which they see as a private tmpfs).
+KERNELS = Path("/run/autograder-kernels")
+#: Shared scratch folders replaced by a private, writable tmpfs in an isolated kernel.
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+#: Environment variable: extra paths to hide from kernels (os.pathsep separated).
+HIDE_ENV = "AUTOGRADER_SANDBOX_HIDE"
+#: Environment variable: which sandbox user (``autograder-sb<SLOT>``) this process's kernels use.
+SLOT_ENV = "AUTOGRADER_SANDBOX_SLOT"
+
+
+def isolation_available() -> tuple[bool, str]:
+    """Whether kernels can run as another user in private namespaces; if not, why."""
+    if os.geteuid() != 0:
+        return False, "not running as root: kernels run with resource limits only"
+    missing = [t for t in ("unshare", "setpriv", "useradd", "mount") if not shutil.which(t)]
+    if missing:
+        return False, f"missing {', '.join(missing)}: kernels run with resource limits only"
+    probe = subprocess.run(
+        ["unshare", "--mount", "--net", "--pid", "--fork", "--", "true"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return False, f"unshare failed ({probe.stderr.strip()}): resource limits only"
+    return True, "unprivileged user, private network/PID/mount namespaces, resource limits"
+
+
+def ensure_user(name: str) -> tuple[int, int]:
+    """The uid and gid of ``name``, creating it as a system user without a home if needed."""
+    for attempt in range(20):
+        try:
+            entry = pwd.getpwnam(name)
+            return entry.pw_uid, entry.pw_gid
+        except KeyError:
+            pass
+        nologin = shutil.which("nologin") or "/bin/false"
+        done = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--user-group", "--shell", nologin, name],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode not in (0, 9):  # 9: created meanwhile by another worker
+            time.sleep(0.1 * (attempt + 1))  # /etc/passwd is locked by another useradd
+    raise RuntimeError(f"could not create the sandbox user {name}")
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager whose kernels run sandboxed (see the module docstring)."""
+
+    memory_limit = Integer(
+        4 * 1024**3, help="address-space limit of a kernel, bytes (0: none)"
+    ).tag(config=True)
+    cpu_limit = Integer(
+        900, help="CPU-time limit of a kernel, seconds: a backstop for lost kernels"
+    ).tag(config=True)
+    process_limit = Integer(64, help="processes the sandbox user may run").tag(config=True)
+    file_size_limit = Integer(64 * 1024**2, help="largest file a kernel may write").tag(
+        config=True
+    )
+    isolate = Bool(True, help="use a separate user and namespaces when possible").tag(config=True)
+    user_prefix = Unicode("autograder-sb", help="sandbox users are <prefix><slot>").tag(
+        config=True
+    )
+    hide = List(Unicode(), help="further paths to cover with empty tmpfs mounts").tag(config=True)
+
+    _sandbox_dir: Path | None = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        isolated = self.isolate and isolation_available()[0]
+        uid = gid = None
+        if isolated:
+            slot = os.environ.get(SLOT_ENV, "0")
+            uid, gid = ensure_user(f"{self.user_prefix}{slot}")
+        base = KERNELS if isolated else None
+        if base is not None:
+            base.mkdir(mode=0o711, exist_ok=True)
+        box = Path(tempfile.mkdtemp(prefix="kernel-", dir=base))
+        self._sandbox_dir = box
+        work, home = box / "work", box / "home"
+        origin = kw.get("cwd")
+        if origin and Path(origin).is_dir():  # the assignment's data files, not notebooks
+            shutil.copytree(origin, work, ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+        else:
+            work.mkdir()
+        home.mkdir()
+        self.transport = "ipc"
+        self.ip = str(box / "kernel-ipc")
+        self.connection_file = str(box / "kernel.json")
+
+        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+
+        if uid is not None:
+            for path in [box, *box.rglob("*")]:
+                os.chown(path, uid, gid, follow_symlinks=False)
+        box.chmod(0o700)
+        env = {
+            key: os.environ[key]
+            for key in ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONDONTWRITEBYTECODE")
+            if key in os.environ
+        }
+        env.update(
+            {
+                "HOME": str(home),
+                "MPLCONFIGDIR": str(home / ".matplotlib"),
+                "IPYTHONDIR": str(home / ".ipython"),
+                "MPLBACKEND": "Agg",
+                "TMPDIR": str(home),
+                "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+                "JPY_PARENT_PID": str(os.getpid()),
+                "NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION", "autograde"),
+            }
+        )
+        kw["env"] = env
+        kw["cwd"] = str(work)
+        return self._wrap(kernel_cmd, uid, gid, work), kw
+
+    def _limits(self) -> list[str]:
+        limits = [f"--nproc={self.process_limit}", f"--fsize={self.file_size_limit}"]
+        if self.memory_limit:
+            limits.append(f"--as={self.memory_limit}")
+        if self.cpu_limit:
+            limits.append(f"--cpu={self.cpu_limit}")
+        return ["prlimit", *limits, "--"] if shutil.which("prlimit") else []
+
+    def _wrap(self, cmd: list[str], uid, gid, work: Path) -> list[str]:
+        if uid is None:  # resource limits only
+            return [*self._limits(), *cmd]
+        hidden = [str(REPO / name) for name in PRIVATE_REPO_FOLDERS]
+        hidden += [p for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p]
+        hidden += list(self.hide)
+        hidden = [p for p in dict.fromkeys(hidden) if os.path.isdir(p)]
+        # Inside fresh namespaces: mount an empty read-only tmpfs over every private folder and a
+        # private writable one over /tmp and the like, then become the sandbox user (the
+        # parent's death kills the kernel) and exec the kernel.
+        script = (
+            'for p in "$@"; do [ "$p" = -- ] && break; '
+            'mount -t tmpfs -o ro,size=4k,mode=000 autograder-hidden "$p" || exit 97; '
+            "shift; done; shift; "
+            f"for p in {' '.join(PRIVATE_TMP)}; do "
+            '[ -d "$p" ] && { mount -t tmpfs -o size=256m,mode=1777 autograder-tmp "$p" '
+            "|| exit 98; }; "
+            "done; "
+            'cd "$WORKDIR" && exec "$@"'
+        )
+        user = [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--pdeathsig=KILL",
+            "--",
+        ]
+        return [
+            "unshare",
+            "--mount",
+            "--propagation=private",
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--",
+            "env",
+            f"WORKDIR={work}",
+            "/bin/sh",
+            "-c",
+            script,
+            "sandbox",
+            *hidden,
+            "--",
+            *user,
+            *self._limits(),
+            *cmd,
+        ]
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._sandbox_dir is not None:
+            shutil.rmtree(self._sandbox_dir, ignore_errors=True)
+            self._sandbox_dir = None

@@ -1,0 +1,1 @@
+collect_ignore_glob = ["*"]  # fixtures, not tests: some notebooks never finish

@@ -1,0 +1,322 @@
+"""The autograder (``python -m autograder grade``) on a class of bad submissions.
+
+The class is ``tests/submissions/class/<student>/toy/toy.ipynb`` (one student per case, made
+by ``tests/submissions/make_fixtures.py``) for the toy assignment in
+``tests/submissions/course/solutions/toy``: exercise 1 (3 points: tests of 2 and 1), exercise
+2 (2 points), a written answer (1 point). A correct submission earns 5 of 6 and awaits a person.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import REPO, cells
+from autograder.feedback import hidden_lines
+from autograder.grade import STATE, grade
+from autograder.release import release
+from autograder.sandbox import isolation_available
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).parent / "submissions"
+TOY = FIXTURES / "course"
+CLASS = FIXTURES / "class"
+TIMEOUT = 5
+ISOLATED, WHY = isolation_available()
+
+
+def _class_copy(tmp: Path) -> Path:
+    """The fixture class plus what git cannot store: an empty folder, the unfilled release."""
+    folder = tmp / "class"
+    shutil.copytree(CLASS, folder)
+    (folder / "empty_folder" / "toy").mkdir(parents=True, exist_ok=True)
+    course = tmp / "course"
+    shutil.copytree(TOY, course)
+    release(["toy"], root=course)
+    (folder / "unfilled" / "toy").mkdir(parents=True, exist_ok=True)
+    shutil.copy(course / "course" / "toy" / "toy.ipynb", folder / "unfilled" / "toy")
+    return folder
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    with open(out / "grades.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def _text(path: Path) -> str:
+    """An HTML file's text as a reader sees it (tags removed, entities decoded)."""
+    raw = re.sub(r"<style.*?</style>", "", path.read_text(), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("graded")
+    folder = _class_copy(tmp)
+    out = tmp / "out"
+    start = time.monotonic()
+    results = grade(
+        folder,
+        out,
+        course=TOY,
+        jobs=2,
+        timeout=TIMEOUT,
+        progress=False,
+    )
+    return {
+        "folder": folder,
+        "out": out,
+        "rows": _rows(out),
+        "results": {r["student"]: r for r in results},
+        "seconds": time.monotonic() - start,
+    }
+
+
+def _check(graded, student, score, flags):
+    row = graded["rows"][student]
+    assert (row["score"], row["max_score"]) == (str(score), "6"), row
+    assert row["flags"] == ";".join(flags), row
+    assert (graded["out"] / "feedback" / student / "toy" / "toy.html").is_file()
+
+
+def test_grades_csv_has_one_row_per_student_and_the_documented_columns(graded):
+    with open(graded["out"] / "grades.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["student", "assignment", "score", "max_score", "flags"]
+        students = [row["student"] for row in reader]
+    assert sorted(students) == sorted(p.name for p in graded["folder"].iterdir())
+
+
+def test_correct_answers_earn_every_autograded_point(graded):
+    _check(graded, "correct", 5, ["needs_manual"])
+    grades = graded["results"]["correct"]["grades"]["toy"]
+    assert all(g["score"] == g["max_score"] for k, g in grades.items() if k != "why_square")
+
+
+def test_unfilled_release_scores_zero(graded):
+    _check(graded, "unfilled", 0, [])  # an untouched written answer scores 0 by itself
+
+
+def test_known_wrong_answer_earns_exactly_the_other_exercise(graded):
+    _check(graded, "wrong_cube", 3, ["needs_manual"])
+
+
+@pytest.mark.parametrize(
+    ("student", "score"),
+    [("loop_top", 5), ("loop_function", 3), ("loop_sigint", 3)],
+    ids=["top-level", "in-function", "ignores-sigint"],
+)
+def test_infinite_loops_are_graded_and_flagged_timeout(graded, student, score):
+    _check(graded, student, score, ["timeout", "needs_manual"])
+
+
+@pytest.mark.parametrize("student", ["exit_kernel", "crash_kernel"])
+def test_dead_kernel_is_flagged_and_graded_with_what_ran(graded, student):
+    _check(graded, student, 3, ["kernel_died", "needs_manual"])
+
+
+def test_memory_bomb_is_stopped_by_the_kernel_memory_limit(graded):
+    row = graded["rows"]["memory_bomb"]
+    assert "memory_limit" in row["flags"].split(";") or "kernel_died" in row["flags"], row
+    assert row["score"] == "5", row
+
+
+def test_edited_tests_and_points_are_restored_and_flagged(graded):
+    _check(graded, "tampered", 3, ["tampered", "needs_manual"])
+    points = graded["results"]["tampered"]["grades"]["toy"]["test_square_float"]
+    assert points["max_score"] == 1
+
+
+def test_deleted_tests_are_restored_and_run(graded):
+    _check(graded, "deleted_tests", 5, ["deleted_tests", "needs_manual"])
+    assert graded["results"]["deleted_tests"]["grades"]["toy"]["test_cube"]["score"] == 2
+
+
+@pytest.mark.parametrize(
+    ("student", "flag"),
+    [("invalid_json", "unreadable"), ("renamed", "missing"), ("empty_folder", "missing")],
+)
+def test_unusable_submissions_score_zero_with_a_flag(graded, student, flag):
+    _check(graded, student, 0, [flag])
+    assert flag in _text(graded["out"] / "feedback" / student / "toy" / "toy.html").replace(
+        "could not be read", "unreadable"
+    ).replace("was found", "missing")
+
+
+def test_answer_using_the_reference_library_earns_nothing_for_its_exercise(graded):
+    _check(graded, "uses_emlib", 3, ["uses_emlib", "needs_manual"])
+    grades = graded["results"]["uses_emlib"]["grades"]["toy"]
+    assert grades["test_cube"]["score"] == 0
+    assert grades["test_square"]["score"] == 2
+
+
+def test_huge_output_is_truncated_and_graded(graded):
+    _check(graded, "huge_output", 5, ["needs_manual"])
+    feedback = graded["out"] / "feedback" / "huge_output" / "toy" / "toy.html"
+    assert feedback.stat().st_size < 2_000_000
+    assert "output truncated" in _text(feedback)
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
+def test_student_code_cannot_reach_course_files_other_students_or_network(graded):
+    _check(graded, "attacker", 5, ["needs_manual"])
+    text = _text(graded["out"] / "feedback" / "attacker" / "toy" / "toy.html")
+    attempts = re.findall(r"^ATTACK-(OK|FAILED) (\S+)", text, flags=re.M)
+    assert {what for _, what in attempts} == {
+        "read-solutions",
+        "read-hidden-tests",
+        "read-gradebook",
+        "write-solutions",
+        "write-gradebook",
+        "write-other-student",
+        "network",
+    }
+    assert [what for ok, what in attempts if ok == "OK"] == []
+    assert not (REPO / "solutions" / "pwned.txt").exists()
+    other = graded["folder"] / "correct" / "toy" / "toy.ipynb"
+    assert other.read_bytes() == (CLASS / "correct" / "toy" / "toy.ipynb").read_bytes()
+
+
+def test_feedback_never_shows_hidden_tests(graded):
+    source = nbformat.read(TOY / "solutions" / "toy" / "toy.ipynb", as_version=4)
+    secret = hidden_lines(source)
+    assert len(secret) == 3
+    files = sorted((graded["out"] / "feedback").rglob("*.html"))
+    assert len(files) == len(graded["rows"])
+    for path in files:
+        text = _text(path)
+        leaked = [line for line in secret if line in text or line.split(",")[-1] in text]
+        assert not leaked, f"{path} shows hidden tests: {leaked}"
+    # ...while showing the student's code, visible tests and points.
+    text = _text(graded["out"] / "feedback" / "wrong_cube" / "toy" / "toy.html")
+    assert "return 3 * x" in text and "assert cube(2) == 8" in text
+    assert re.search(r"Points:\s*0\.0\s*\(of\s*2\.0\)|0\.0\s*/\s*2\.0|Score:\s*0\.0", text)
+
+
+def test_class_report_has_a_figure_and_the_flags(graded):
+    out = graded["out"]
+    assert (out / "report.png").stat().st_size > 1000
+    report = (out / "report.html").read_text()
+    for flag in ("timeout", "kernel_died", "tampered", "deleted_tests", "unreadable", "missing"):
+        assert flag in report
+
+
+def test_grading_again_skips_everyone_and_gives_the_same_csv(graded):
+    out = graded["out"]
+    before = (out / "grades.csv").read_bytes()
+    start = time.monotonic()
+    grade(graded["folder"], out, course=TOY, timeout=TIMEOUT, progress=False)
+    assert time.monotonic() - start < 20
+    assert (out / "grades.csv").read_bytes() == before
+
+
+def test_regrading_one_student_changes_nothing_else(graded):
+    out = graded["out"]
+    before = (out / "grades.csv").read_bytes()
+    states = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
+    grade(
+        graded["folder"],
+        out,
+        course=TOY,
+        timeout=TIMEOUT,
+        students=["wrong_cube"],
+        force=True,
+        progress=False,
+    )
+    assert (out / "grades.csv").read_bytes() == before
+    changed = {
+        p.name for p in (out / STATE).glob("*.json") if p.stat().st_mtime_ns != states[p.name]
+    }
+    assert changed == {"wrong_cube__toy.json"}
+
+
+def test_zip_downloads_graded_alone_give_the_same_grades(graded, tmp_path):
+    """Grading two students alone (from an LMS-style zip) gives their rows in the class run."""
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    with zipfile.ZipFile(zips / "toy.zip", "w") as zf:
+        for student in ("correct", "wrong_cube"):
+            path = graded["folder"] / student / "toy" / "toy.ipynb"
+            zf.write(path, f"{student}/toy.ipynb")
+    out = tmp_path / "out"
+    grade(zips, out, course=TOY, timeout=TIMEOUT, progress=False)
+    rows = _rows(out)
+    assert set(rows) == {"correct", "wrong_cube"}
+    for student, row in rows.items():
+        assert row == graded["rows"][student]
+
+
+def test_interrupted_run_resumes_without_regrading_or_losing_grades(graded, tmp_path):
+    folder = tmp_path / "class"
+    for student in ("correct", "wrong_cube", "loop_top", "deleted_tests"):
+        shutil.copytree(graded["folder"] / student, folder / student)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out)]
+    cmd += ["--course", str(TOY), "--timeout", str(TIMEOUT), "--jobs", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while not list((out / STATE).glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    proc.wait(timeout=60)
+    done = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
+    assert 1 <= len(done) < 4, done
+    grade(folder, out, course=TOY, timeout=TIMEOUT, jobs=2, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
+    assert len(after) == 4
+    assert all(after[name] == mtime for name, mtime in done.items())
+    rows = _rows(out)
+    for student, row in rows.items():
+        assert row == graded["rows"][student]
+
+
+@pytest.fixture(scope="module")
+def real_chapter(tmp_path_factory):
+    """The first chapter's solutions, typed into the released notebook as a student would."""
+    assignment = "01_lower_bound"
+    tmp = tmp_path_factory.mktemp("chapter")
+    course = tmp / "course"
+    shutil.copytree(REPO / "solutions" / assignment, course / "solutions" / assignment)
+    release([assignment], root=course)
+    (name,) = [p.name for p in (course / "course" / assignment).glob("*.ipynb")]
+    student = nbformat.read(course / "course" / assignment / name, as_version=4)
+    solution = nbformat.read(course / "solutions" / assignment / name, as_version=4)
+    for cell in student.cells:
+        if cells.is_answer(cell):
+            src = cells.find(solution, cells.grade_id(cell)).source
+            cell.source = "\n".join(ln for ln in src.splitlines() if "### " not in ln)
+    folder = tmp / "class" / "alice" / assignment
+    folder.mkdir(parents=True)
+    nbformat.write(student, folder / name)
+    out = tmp / "out"
+    (result,) = grade(tmp / "class", out, course=course, progress=False)
+    return solution, out, result
+
+
+def test_real_chapter_solution_earns_every_autograded_point(real_chapter):
+    solution, _, result = real_chapter
+    assert set(result["flags"]) <= {"needs_manual"}, result["flags"]
+    tests = {cells.grade_id(c) for c in solution.cells if cells.is_test(c)}
+    (grades,) = result["grades"].values()
+    assert tests and all(grades[t]["score"] == grades[t]["max_score"] for t in tests)
+
+
+def test_real_chapter_feedback_never_shows_hidden_tests(real_chapter):
+    solution, out, _ = real_chapter
+    secret = hidden_lines(solution)
+    (path,) = (out / "feedback").rglob("*.html")
+    text = _text(path)
+    assert secret and not [line for line in secret if line in text]
