@@ -25,12 +25,14 @@ LAB_ARGS ?=
 PYTEST_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help lab test bench lock clean distclean
+.PHONY: help lab test site browser bench lock clean distclean
 
 help:
 	@echo "Targets:"
 	@echo "  make lab        open the course (course/) in JupyterLab; extra options: LAB_ARGS=..."
 	@echo "  make test       ruff check, ruff format --check, then pytest; extra options: PYTEST_ARGS=..."
+	@echo "                  (installs Debian's chromium for the browser tests when run as root)"
+	@echo "  make site       build the reading site of the course into _site/ (open _site/index.html)"
 	@echo "  make bench      run every benchmarks/bench_*.py, one after another"
 	@echo "  make lock       regenerate requirements.txt from requirements.in (uv pip compile)"
 	@echo "  make clean      remove build artefacts and caches (keeps .venv/)"
@@ -71,10 +73,29 @@ $(STAMP): requirements.txt pyproject.toml
 lab: $(STAMP)
 	$(VENV_BIN)/jupyter lab --notebook-dir=course $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
 	export PATH="$(CURDIR)/$(VENV_BIN):$$PATH"; $(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+site: $(STAMP)
+	$(VENV_PY) -m course_site --out _site
+
+# The browser tests (tests/test_site.py, tests/test_lab.py) drive Debian's chromium through
+# its chromedriver. Install both when missing and possible (root with apt-get); otherwise say
+# why those tests will be skipped. A failed install never fails `make test`.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null) || \
+	    echo "warning: could not install chromium; the browser tests will be skipped" >&2; \
+	else \
+	  echo "note: chromium or chromedriver is missing and cannot be installed here" \
+	    "(needs root and apt-get); the browser tests will be skipped" >&2; \
+	fi
 
 bench: $(STAMP)
 	@set -e; found=; \
@@ -91,7 +112,7 @@ lock:
 	$(UV) pip compile --python $(LOCK_PYTHON) --no-header requirements.in -o requirements.txt
 
 clean:
-	rm -rf build/ dist/ *.egg-info .pytest_cache/ .ruff_cache/ .hypothesis/
+	rm -rf build/ dist/ *.egg-info .pytest_cache/ .ruff_cache/ .hypothesis/ _site/ tests/artifacts/
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
 	  \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
 
