@@ -70,7 +70,7 @@ c.GradingExecute.max_output_chars = 100_000
 # Per-kernel limits; the kernel's user, namespaces and hidden folders: autograder/sandbox.py.
 c.SandboxKernelManager.memory_limit = 2 * 1024**3
 c.SandboxKernelManager.cpu_limit = 900
-c.SandboxKernelManager.process_limit = 64
+c.SandboxKernelManager.process_limit = 512  # tasks (threads count) of the sandbox user
 c.SandboxKernelManager.file_size_limit = 64 * 1024**2
 
 # Feedback shows the student's code, visible tests and points; never hidden tests, not even in

@@ -88,7 +88,9 @@ class SandboxKernelManager(AsyncKernelManager):
     cpu_limit = Integer(
         900, help="CPU-time limit of a kernel, seconds: a backstop for lost kernels"
     ).tag(config=True)
-    process_limit = Integer(64, help="processes the sandbox user may run").tag(config=True)
+    process_limit = Integer(512, help="processes and threads the sandbox user may run").tag(
+        config=True
+    )
     file_size_limit = Integer(64 * 1024**2, help="largest file a kernel may write").tag(
         config=True
     )

@@ -183,8 +183,7 @@ def submissions(solution):
     subs["crash_kernel"] = answer_only(correct, cube="import ctypes\nctypes.string_at(0)\n" + CU)
     subs["memory_bomb"] = answer_only(
         correct,
-        cube=CU
-        + "\nimport numpy as np\nhog = []\nwhile True:\n    hog.append(np.ones(50_000_000))",
+        cube=CU + "\nimport numpy as np\nhog = []\nwhile True:\n    hog.append(np.empty(10**8))",
     )
     tampered = copy.deepcopy(correct)
     for cell in tampered.cells:
