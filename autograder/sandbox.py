@@ -22,6 +22,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,6 +78,21 @@ def ensure_user(name: str) -> tuple[int, int]:
         if done.returncode not in (0, 9):  # 9: created meanwhile by another worker
             time.sleep(0.1 * (attempt + 1))  # /etc/passwd is locked by another useradd
     raise RuntimeError(f"could not create the sandbox user {name}")
+
+
+def _private_tmp() -> list[str]:
+    """The shared scratch folders to replace with a private tmpfs in a kernel.
+
+    A folder that holds the repository or the interpreter (a checkout under /tmp, say) is
+    left as it is: covering it would hide the Python the kernel runs. The course's private
+    folders are covered one by one in any case.
+    """
+    needed = [REPO, Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
+    return [
+        p
+        for p in PRIVATE_TMP
+        if not any(path.is_relative_to(Path(p).resolve()) for path in needed)
+    ]
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -175,7 +191,7 @@ class SandboxKernelManager(AsyncKernelManager):
             'for p in "$@"; do [ "$p" = -- ] && break; '
             'mount -t tmpfs -o ro,size=4k,mode=000 autograder-hidden "$p" || exit 97; '
             "shift; done; shift; "
-            f"for p in {' '.join(PRIVATE_TMP)}; do "
+            f"for p in {' '.join(_private_tmp())}; do "
             '[ -d "$p" ] && { mount -t tmpfs -o size=256m,mode=1777 autograder-tmp "$p" '
             "|| exit 98; }; "
             "done; "
