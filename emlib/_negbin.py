@@ -238,7 +238,7 @@ def _log_root(
     return x
 
 
-def weighted_fit(y, w, group, n_groups, *, s=None, theta_start=None, mu_start=None):
+def weighted_fit(y, w, group, n_groups, *, s=None, theta_start=None, mu_start=None, cycles=None):
     """Maximise :math:`\\sum_i w_i \\log f(y_i; s_i μ_g, θ_g)` over (μ_g, θ_g) for every group g.
 
     Parameters
@@ -252,6 +252,11 @@ def weighted_fit(y, w, group, n_groups, *, s=None, theta_start=None, mu_start=No
         Size factor of each entry (mean s μ); ``None`` means 1.
     theta_start, mu_start : ndarray of shape (n_groups,), optional
         Warm starts (the previous EM iterate).
+    cycles : int, optional
+        With size factors, the most (μ, θ) conditional-maximisation cycles; default: until
+        the parameters stop changing. Inside EM one cycle from the previous iterate is
+        enough (an ECM step, Meng & Rubin 1993): it cannot lower the weighted likelihood,
+        so EM stays monotone, and it has the same fixed points.
 
     Returns
     -------
@@ -281,7 +286,9 @@ def weighted_fit(y, w, group, n_groups, *, s=None, theta_start=None, mu_start=No
         mu = _group_sum(w * y, group, n_groups) / total_w
         theta = _profile_theta(y, w, group, n_groups, mu, total_w, theta_start)
         return mu, theta
-    return _fit_with_size_factors(y, w, group, n_groups, s, total_w, theta_start, mu_start)
+    return _fit_with_size_factors(
+        y, w, group, n_groups, s, total_w, theta_start, mu_start, cycles or _MAX_CYCLES
+    )
 
 
 def _start_theta(theta_start, moment):
@@ -325,7 +332,7 @@ def weighted_nb_loglik(y, w, group, n_groups, mu, theta, s=None) -> np.ndarray:
     return _group_sum(values, group, n_groups)
 
 
-def _fit_with_size_factors(y, w, group, n_groups, s, total_w, theta_start, mu_start):
+def _fit_with_size_factors(y, w, group, n_groups, s, total_w, theta_start, mu_start, cycles):
     s = np.asarray(s, dtype=float)
     sum_wy = _group_sum(w * y, group, n_groups)
     poisson_mu = sum_wy / np.maximum(_group_sum(w * s, group, n_groups), np.finfo(float).tiny)
@@ -339,7 +346,7 @@ def _fit_with_size_factors(y, w, group, n_groups, s, total_w, theta_start, mu_st
         theta = np.asarray(theta_start, dtype=float).copy()
     start_mu, start_theta = mu.copy(), theta.copy()
     start_q = weighted_nb_loglik(y, w, group, n_groups, mu, theta, s)
-    for _ in range(_MAX_CYCLES):
+    for _ in range(cycles):
         old_mu, old_theta = mu, theta
         mu = _conditional_mu(y, w, group, n_groups, s, theta, mu, poisson_mu)
         theta = _conditional_theta(y, w, group, n_groups, s, mu, theta)

@@ -292,8 +292,16 @@ def _m_step_arrays(d: _Data, share, mu_old=None, theta_old=None):
     weights[d.zero] *= 1.0 - share
     dropouts = np.bincount(d.gene[d.zero], weights=d.mult[d.zero] * share, minlength=d.n_genes)
     pi = dropouts / d.n_cells
+    # Warm-started inside EM, one conditional-maximisation cycle is an ECM step.
     mu, theta = _negbin.weighted_fit(
-        d.y, weights, d.gene, d.n_genes, s=d.s, theta_start=theta_old, mu_start=mu_old
+        d.y,
+        weights,
+        d.gene,
+        d.n_genes,
+        s=d.s,
+        theta_start=theta_old,
+        mu_start=mu_old,
+        cycles=1 if mu_old is not None else None,
     )
     return mu, theta, pi
 
