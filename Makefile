@@ -70,8 +70,10 @@ $(STAMP): requirements.txt pyproject.toml
 	fi
 	@touch $@
 
+# Students get nbgrader's Validate button without the instructor tools (autograder/student_lab).
 lab: $(STAMP)
-	$(VENV_BIN)/jupyter lab --notebook-dir=course $(ALLOW_ROOT) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/autograder/student_lab$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	  $(VENV_BIN)/jupyter lab --notebook-dir=course $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(STAMP) browser
 	$(VENV_BIN)/ruff check .

@@ -26,8 +26,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import COURSE, SOLUTIONS, cells
+from autograder import COURSE, REPO, SOLUTIONS, cells
 from tests import browser
+
+#: The Jupyter configuration `make lab` gives students.
+STUDENT_LAB = REPO / "autograder" / "student_lab"
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +98,8 @@ def lab(tmp_path_factory):
         "JUPYTER_CONFIG_DIR": str(tmp / "config"),
         "JUPYTER_DATA_DIR": str(tmp / "data"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        # The students' configuration, as `make lab` sets it: instructor tools switched off.
+        "JUPYTER_CONFIG_PATH": str(STUDENT_LAB),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }
     # Render every cell (no windowing), so outputs far down the notebook are in the page, and
@@ -229,13 +234,16 @@ def test_validate_in_the_students_jupyterlab(lab):
             60,
             "the notebook did not open with an idle kernel",
         )
-        # nbgrader's student extension is there, and enabled.
+        # nbgrader's student extension is there with Validate enabled; the instructor tools
+        # (formgrader, create assignment, ...) are switched off for students.
         config = driver.execute_script(
             "return JSON.parse(document.getElementById('jupyter-config-data').textContent)"
         )
         federated = [e["name"] for e in config.get("federated_extensions", [])]
         assert "@jupyter/nbgrader" in federated, f"lab extensions: {federated}"
-        assert not any("nbgrader" in d for d in config.get("disabledExtensions", []))
+        disabled = set(config.get("disabledExtensions", []))
+        assert "@jupyter/nbgrader:validate-assignment" not in disabled, disabled
+        assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= disabled
         timings["open"] = time.perf_counter() - start
 
         # Run all cells: the first unfilled stub stops the run with NotImplementedError.
