@@ -200,6 +200,17 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
     return out
 
 
+def check_options(tol, max_iter, accelerate, xtol):
+    """Validate the run options every ``fit`` shares; return them normalised."""
+    tol = check_tol(tol)
+    if xtol is not None:
+        xtol = check_tol(xtol, "xtol")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    if accelerate not in (None, "squarem"):
+        raise ValueError(f"accelerate must be None or 'squarem'; got {accelerate!r}")
+    return tol, max_iter, accelerate, xtol
+
+
 def run(
     model: EMModel,
     prepared,
@@ -237,12 +248,7 @@ def run(
     -------
     EMResult
     """
-    tol = check_tol(tol)
-    if xtol is not None:
-        xtol = check_tol(xtol, "xtol")
-    max_iter = check_positive_int(max_iter, "max_iter")
-    if accelerate not in (None, "squarem"):
-        raise ValueError(f"accelerate must be None or 'squarem'; got {accelerate!r}")
+    tol, max_iter, accelerate, xtol = check_options(tol, max_iter, accelerate, xtol)
     if not starts:
         raise ValueError("at least one starting value is needed")
 

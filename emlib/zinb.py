@@ -41,8 +41,8 @@ import numpy as np
 from scipy.special import gammaln
 
 from emlib import _negbin, convergence
-from emlib._validation import check_init_keys, check_positive_int, check_tol
-from emlib.em import EMModel, EMResult, run
+from emlib._validation import check_init_keys
+from emlib.em import EMModel, EMResult, check_options, run
 
 PARAM_NAMES = ("mu", "theta", "pi")
 #: Counts below this are tabulated per gene with one ``bincount``; larger ones are sorted.
@@ -708,12 +708,7 @@ def fit(
     >>> round(p["mu"], 1), round(p["theta"], 1), round(p["pi"], 2)
     (5.0, 2.1, 0.2)
     """
-    tol = check_tol(tol)
-    if xtol is not None:
-        xtol = check_tol(xtol, "xtol")
-    max_iter = check_positive_int(max_iter, "max_iter")
-    if accelerate not in (None, "squarem"):
-        raise ValueError(f"accelerate must be None or 'squarem'; got {accelerate!r}")
+    tol, max_iter, accelerate, xtol = check_options(tol, max_iter, accelerate, xtol)
     d = _prepare(data, size_factors)
     start = _check_params(init, d.n_genes) if init is not None else _default_init(d)
     if not d.matrix:
