@@ -27,9 +27,8 @@ is the one part of :mod:`emlib` that answers to the exercises may call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import itertools
+from collections.abc import Mapping
 
 import numpy as np
 
