@@ -7,6 +7,8 @@ student's function is their own work rather than a call into the reference libra
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import re
 import secrets
@@ -14,11 +16,45 @@ import types
 
 import numpy as np
 
+_SEEDS: contextvars.ContextVar = contextvars.ContextVar("emlib_testing_seeds", default=None)
+
 
 def fresh_rng() -> tuple[np.random.Generator, int]:
-    """A generator seeded from the operating system, and its seed (for failure messages)."""
-    seed = secrets.randbits(32)
+    """A generator for a hidden test's data, and its seed (for failure messages).
+
+    Outside :func:`seeded` the seed comes from the operating system. While a notebook is
+    graded the grader sets the seed of each test cell (:func:`seeded`), so that regrading
+    a submission draws the same data, while no student can know it in advance.
+    """
+    source = _SEEDS.get()
+    if source is None:
+        seed = secrets.randbits(32)
+    else:
+        seed = next(source)
     return np.random.default_rng(seed), seed
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Make every :func:`fresh_rng` call inside the block reproducible from ``seed``.
+
+    The n-th call gets the n-th number of a generator seeded with ``seed``.
+
+    Examples
+    --------
+    >>> with seeded(7):
+    ...     first = fresh_rng()[1], fresh_rng()[1]
+    >>> with seeded(7):
+    ...     again = fresh_rng()[1], fresh_rng()[1]
+    >>> first == again and first[0] != first[1]
+    True
+    """
+    stream = np.random.default_rng(int(seed))
+    token = _SEEDS.set(iter(lambda: int(stream.integers(2**32)), None))
+    try:
+        yield
+    finally:
+        _SEEDS.reset(token)
 
 
 #: The parts of emlib that answers may use: the course's stopping rule.
@@ -56,6 +92,10 @@ def assert_independent(func, *, _seen=None) -> None:
     Looks at the function's source text and at every global name its code refers to,
     following the student's own helper functions.
     """
+    remote = getattr(type(func), "__assert_independent__", None)
+    if remote is not None:  # the grader's stand-in for a function in the student's kernel
+        remote(func)
+        return
     seen = set() if _seen is None else _seen
     if id(func) in seen:
         return
