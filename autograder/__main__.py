@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     gr.add_argument("--out", type=Path, required=True, help="output folder")
     gr.add_argument("--jobs", type=int, default=2, help="students graded in parallel")
     gr.add_argument("--timeout", type=int, help="seconds per cell (default: nbgrader_config)")
+    gr.add_argument(
+        "--notebook-timeout", type=int, help="seconds per notebook, cells and tests (default 600)"
+    )
     gr.add_argument("--memory", type=int, help="MiB of address space per kernel")
     gr.add_argument("--student", action="append", help="grade only this student (repeatable)")
     gr.add_argument("--assignment", action="append", help="grade only this assignment")
@@ -55,6 +58,7 @@ def main(argv=None) -> int:
             course=args.course or REPO,
             jobs=args.jobs,
             timeout=args.timeout,
+            notebook_timeout=args.notebook_timeout,
             memory_limit=args.memory * 1024**2 if args.memory else None,
             students=args.student,
             assignments=args.assignment,

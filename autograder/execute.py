@@ -64,6 +64,7 @@ class GradingExecute(Execute):
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self._broken = "the kernel died in an earlier cell"
+            self.fatal_cell = index
             cell.outputs = list(cell.get("outputs", []))
             cell.outputs.append(_error(DEAD, "the kernel died while running this cell"))
             return cell, resources
@@ -133,3 +134,67 @@ def _truncate(content, room: int) -> None:
             data[key] = value[:room]
     if content.get("traceback"):
         content["traceback"] = [line[:room] for line in content["traceback"][:50]]
+
+
+class GradingSession(GradingExecute):
+    """Run a student's notebook without its test cells, then keep the kernel for the judge.
+
+    :meth:`run` executes every code cell but the test cells (the kernel never sees a test)
+    within ``notebook_timeout`` seconds, and then calls ``then(self)`` while the kernel is
+    still alive: the judge calls the student's functions (:class:`autograder.judge.Caller`),
+    within another ``notebook_timeout`` seconds for all its calls together.
+    """
+
+    notebook_timeout = Integer(
+        600, help="seconds for all the notebook's cells; the judge's calls get as long again"
+    ).tag(config=True)
+
+    def run(self, nb, resources, then, *, is_test, skip=()):
+        """Execute ``nb`` in place (test cells and cells numbered in ``skip`` left out), then
+        return ``then(self)``."""
+        from nbclient import NotebookClient
+
+        self._broken = None
+        self._chars = {}
+        self.timed_out = False
+        self.kernel_died = False
+        self.fatal_cell = None  # index of the cell the kernel died in, if it did
+        NotebookClient.__init__(self, nb, None)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        loop_time = asyncio.new_event_loop().time  # a monotonic clock
+        self._deadline = loop_time() + self.notebook_timeout
+        self._clock = loop_time
+        cell_timeout = self.timeout
+        with self.setup_kernel():
+            self.wait_for_reply(self.kc.kernel_info())
+            for index, cell in enumerate(self.nb.cells):
+                if cell.cell_type != "code" or is_test(cell):
+                    continue
+                if index in skip:
+                    cell.outputs = [_error(NOT_RUN, "not run: the kernel died in this cell")]
+                    continue
+                left = self.time_left()
+                if left <= 0:
+                    self.timed_out = True
+                    cell.outputs = [_error(NOT_RUN, "not run: the notebook's time limit is up")]
+                    continue
+                self.timeout = max(1, int(min(cell_timeout or left, left) + 0.999))
+                self.preprocess_cell(cell, resources, index)
+            self.timeout = cell_timeout
+            # The tests get a budget of their own: a slow self-check cannot starve them.
+            self._deadline = self._clock() + self.notebook_timeout
+            return then(self)
+
+    def time_left(self) -> float:
+        return self._deadline - self._clock()
+
+    @property
+    def broken(self) -> str | None:
+        """Why the kernel can no longer run anything, once it cannot."""
+        return self._broken
+
+    def mark_broken(self, reason: str, *, dead: bool = False) -> None:
+        """Record that the kernel can run nothing more (``dead``: it died by itself)."""
+        self._broken = self._broken or reason
+        self.kernel_died = self.kernel_died or dead

@@ -36,7 +36,7 @@ def hidden_lines(
     return {line for line in hidden - visible if len(line) >= shortest}
 
 
-def _leaks(text: str, lines: set[str]) -> bool:
+def leaks(text: str, lines: set[str]) -> bool:
     text = ANSI.sub("", text)
     return any(line in text for line in lines)
 
@@ -63,18 +63,56 @@ class HideHiddenTests(ClearHiddenTests):
         if output.output_type == "error":
             ename, evalue = output.get("ename", ""), output.get("evalue", "")
             tb = "\n".join(output.get("traceback", []))
-            if not (hidden_cell or _leaks(tb, lines)):
+            if not (hidden_cell or leaks(tb, lines)):
                 return output
-            if _leaks(f"{ename}: {evalue}", lines) or (hidden_cell and _leaks(tb, lines)):
+            if leaks(f"{ename}: {evalue}", lines) or (hidden_cell and leaks(tb, lines)):
                 return new_output("error", ename=ename, evalue="", traceback=[NEUTRAL])
             return new_output(
                 "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
             )
         if output.output_type == "stream":
-            if _leaks(output.text, lines):
+            if leaks(output.text, lines):
                 output.text = "[output hidden: it quotes a hidden test]\n"
             return output
         data = output.get("data", {})
-        if any(isinstance(v, str) and _leaks(v, lines) for v in data.values()):
+        if any(isinstance(v, str) and leaks(v, lines) for v in data.values()):
             output.data = {"text/plain": "[output hidden: it quotes a hidden test]"}
         return output
+
+
+#: Output types a feedback page shows; HTML, JavaScript, SVG and the like are dropped, since
+#: a student's notebook can put anything there and an instructor opens the page.
+SAFE_DATA = ("text/plain", "image/png", "image/jpeg")
+
+
+def sanitize(nb, release):
+    """A copy of a judged notebook that is safe to render: no student HTML or script.
+
+    Outputs keep only plain text and raster images; markdown the student wrote (anything
+    not exactly as released) is shown with ``<`` and ``&`` escaped, so raw HTML in it is text.
+    """
+    import copy
+    import html
+
+    nb = copy.deepcopy(nb)
+    released = {c.source for c in release.cells if c.cell_type == "markdown"}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            if cell.source not in released:
+                cell.source = html.escape(cell.source, quote=False)
+            cell.pop("attachments", None)
+        elif cell.cell_type == "code":
+            kept = []
+            for output in cell.get("outputs", []):
+                if "data" in output:
+                    output.data = {k: v for k, v in output.data.items() if k in SAFE_DATA}
+                    output.metadata = {}
+                    if not output.data:
+                        continue
+                kept.append(output)
+            cell.outputs = kept
+        else:  # raw cells are rendered as they are by nbconvert: show them as text
+            cell.cell_type = "markdown"
+            cell.source = html.escape(cell.source, quote=False)
+            cell.pop("attachments", None)
+    return nb

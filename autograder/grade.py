@@ -16,13 +16,16 @@ course's ``nbgrader_config.py``); this module adds what a class needs around it:
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
+import urllib.parse
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +40,8 @@ FLAGS = (
     "timeout",
     "kernel_died",
     "memory_limit",
+    "disk_limit",
+    "process_limit",
     "tampered",
     "deleted_tests",
     "unreadable",
@@ -153,11 +158,11 @@ def fingerprint(task: dict, settings: dict) -> str:
 _SCRATCH: dict = {}
 
 
-def _init_worker(slots, hide: list[str], base: str) -> None:
+def _init_worker(slots, base: str) -> None:
     from autograder import sandbox
 
     os.environ[sandbox.SLOT_ENV] = str(slots.get())
-    os.environ[sandbox.HIDE_ENV] = os.pathsep.join(hide)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # the judge imports each chapter's imports
     os.environ["AUTOGRADER_SCRATCH"] = base
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _quiet_gradebook()
@@ -173,29 +178,45 @@ def _quiet_gradebook() -> None:
 
 
 def _scratch(course: str, assignment: str, settings: dict):
-    """This worker's scratch course for ``assignment``, released once."""
+    """This worker's scratch course for ``assignment``, released once.
+
+    It holds nbgrader's release of the assignment (to compare submissions with), a
+    gradebook for the feedback, the instructor's notebooks and the judge's namespaces.
+    """
     key = (course, assignment, json.dumps(settings, sort_keys=True))
     if key in _SCRATCH:
         return _SCRATCH[key]
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
 
+    from autograder import judge
+    from autograder.feedback import hidden_lines
+
     base = os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir()
     root = Path(tempfile.mkdtemp(prefix="course-", dir=base))
-    shutil.copytree(Path(course) / "solutions" / assignment, root / "solutions" / assignment)
+    source = Path(course) / "solutions" / assignment
+    shutil.copytree(source, root / "solutions" / assignment)
     db = f"sqlite:///{root}/gradebook.db"
     overrides = {
         "CourseDirectory.root": str(root),
         "CourseDirectory.db_url": db,
         "Exchange.root": str(root / "exchange"),
+        # What a kernel must not see, besides the repository's private folders and emlib.
+        "SandboxKernelManager.hide": [
+            str(Path(course).resolve() / "solutions"),
+            *settings["hide"],
+        ],
     }
     if settings.get("timeout"):
         overrides["Execute.timeout"] = int(settings["timeout"])
+    if settings.get("notebook_timeout"):
+        overrides["GradingSession.notebook_timeout"] = int(settings["notebook_timeout"])
     if settings.get("memory_limit"):
         overrides["SandboxKernelManager.memory_limit"] = int(settings["memory_limit"])
     if settings.get("sandbox") is False:
         overrides["GradingExecute.sandbox"] = False
-    api = NbGraderAPI(config=config(**overrides))
+    cfg = config(**overrides)
+    api = NbGraderAPI(config=cfg)
     result = api.generate_assignment(assignment, force=True)
     if not result["success"]:
         raise RuntimeError(f"releasing {assignment} failed:\n{result['log']}")
@@ -203,6 +224,7 @@ def _scratch(course: str, assignment: str, settings: dict):
         p.stem: nbformat.read(p, as_version=4)
         for p in (root / "course" / assignment).glob("*.ipynb")
     }
+    solutions = {name: nbformat.read(source / f"{name}.ipynb", as_version=4) for name in release}
     with Gradebook(db) as gb:
         maxima = {
             nb.name: {g.name: g.max_score for g in nb.grade_cells}
@@ -211,113 +233,78 @@ def _scratch(course: str, assignment: str, settings: dict):
     _SCRATCH[key] = scratch = {
         "root": root,
         "api": api,
+        "config": cfg,
         "db": db,
         "release": release,
+        "solution": solutions,
+        "namespace": {name: judge.namespace(nb) for name, nb in solutions.items()},
+        "hidden": {name: hidden_lines(nb) for name, nb in solutions.items()},
         "max": maxima,
     }
     return scratch
 
 
+#: A submitted notebook larger than this is not read (a real chapter is well under 1 MiB).
+MAX_NOTEBOOK_BYTES = 20 * 1024**2
+
+
 def grade_one(task: dict, settings: dict) -> dict:
     """Grade one student's assignment in this worker; return the result (see module doc)."""
-    from nbgrader.api import Gradebook
-
-    from autograder.execute import DEAD, STUCK, TIMEOUT
     from autograder.submission import prepare
 
     sc = _scratch(task["course"], task["assignment"], settings)
     student, assignment = task["student"], task["assignment"]
-    root, api, db = sc["root"], sc["api"], sc["db"]
+    alias = "s" + hashlib.sha256(student.encode()).hexdigest()[:16]  # glob- and path-safe
     folder = Path(task["folder"])
-    for sub in ("submitted", "autograded", "feedback"):
-        shutil.rmtree(root / sub / student, ignore_errors=True)
-    dest = root / "submitted" / student / assignment
-    dest.mkdir(parents=True)
-    flags: set[str] = set()
+    flags: set[str] = {"unreadable"} if task.get("problems") else set()
     notes: dict[str, str] = {}
-    zero: dict[str, set[str]] = {}
-    present = []
-    for name in sc["release"]:
+    grades: dict[str, dict] = {}
+    judged: dict[str, object] = {}
+    for name, release in sc["release"].items():
+        grades[name] = {
+            gid: {"score": 0.0, "max_score": float(top), "needs_manual": False}
+            for gid, top in sc["max"][name].items()
+        }
         path = folder / f"{name}.ipynb"
+        if task.get("problems"):
+            notes[name] = " ".join(task["problems"])
+            continue
         if not path.is_file():
             flags.add("missing")
             notes[name] = f"No notebook {name}.ipynb was found in your submission."
             continue
         try:
-            nb = nbformat.read(path, as_version=4)
+            if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+                raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 1024**2} MiB")
+            raw = path.read_bytes()
+            nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
             nbformat.validate(nb)
-        except Exception as error:  # invalid JSON, not a notebook, wrong schema
+        except Exception as error:  # invalid JSON, not a notebook, wrong schema, too large
             flags.add("unreadable")
-            notes[name] = f"{name}.ipynb could not be read as a notebook ({type(error).__name__})."
+            notes[name] = f"{name}.ipynb could not be read as a notebook ({error})."[:300]
             continue
-        nb, nb_flags, zero[name] = prepare(nb, sc["release"][name])
+        nb, nb_flags = prepare(nb, release)
         flags |= nb_flags
-        nbformat.write(nb, dest / f"{name}.ipynb")
-        present.append(name)
-
-    log = ""
-    with Gradebook(db) as gb:
-        gb.update_or_create_student(student)
-    if present:
-        result = api.autograde(assignment, student, force=True, create=True)
-        log = result.get("log") or ""
-        if not result["success"]:
+        try:
+            outcomes, run_flags = _run_and_judge(sc, name, nb, task, settings, raw)
+        except Exception as error:  # the kernel could not start: nothing was graded
             flags.add("grading_error")
-
-    grades: dict[str, dict] = {}
-    with Gradebook(db) as gb:
-        for name, maxima in sc["max"].items():
-            scores = {}
-            if name in present and not {"grading_error"} & flags:
-                notebook = gb.find_submission_notebook(name, assignment, student)
-                for g in notebook.grades:
-                    if g.name in zero.get(name, ()):
-                        g.auto_score, g.manual_score, g.needs_manual_grade = 0.0, None, False
-                    scores[g.name] = g
-                gb.db.commit()
-            grades[name] = {
-                gid: {
-                    "score": float(scores[gid].score) if gid in scores else 0.0,
-                    "max_score": float(top),
-                    "needs_manual": bool(scores[gid].needs_manual_grade)
-                    if gid in scores
-                    else False,
-                }
-                for gid, top in maxima.items()
-            }
-
-    for name in present:
-        graded = root / "autograded" / student / assignment / f"{name}.ipynb"
-        if not graded.is_file():
+            notes[name] = f"Grading {name}.ipynb failed: {type(error).__name__}: {error}"[:500]
             continue
-        enames = {
-            o.get("ename")
-            for cell in nbformat.read(graded, as_version=4).cells
-            for o in cell.get("outputs", [])
-            if o.get("output_type") == "error"
-        }
-        if enames & {TIMEOUT, STUCK}:
-            flags.add("timeout")
-        if DEAD in enames:
-            flags.add("kernel_died")
-        if "MemoryError" in enames:
-            flags.add("memory_limit")
+        flags |= run_flags
+        _score(grades[name], outcomes, sc["solution"][name], release, flags)
+        _verdicts(nb, outcomes, grades[name])
+        judged[name] = nb
     if any(g["needs_manual"] for nb in grades.values() for g in nb.values()):
         flags.add("needs_manual")
 
     out = Path(task["out"]) / "feedback" / student / assignment
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    if present and "grading_error" not in flags:
-        api.generate_feedback(assignment, student, force=True)
+    pages = _feedback(sc, alias, assignment, judged, grades) if judged else {}
     for name in sc["release"]:
-        html = root / "feedback" / student / assignment / f"{name}.html"
-        if html.is_file() and name in present:
-            shutil.copy(html, out / f"{name}.html")
-        else:
-            (out / f"{name}.html").write_text(_plain_feedback(name, notes.get(name, "")))
-    for sub in ("submitted", "autograded", "feedback"):
-        shutil.rmtree(root / sub / student, ignore_errors=True)
+        text = pages.get(name) or _plain_feedback(name, notes.get(name, ""))
+        (out / f"{name}.html").write_text(_with_csp(text))
 
     score = sum(g["score"] for nb in grades.values() for g in nb.values())
     top = sum(g["max_score"] for nb in grades.values() for g in nb.values())
@@ -328,8 +315,188 @@ def grade_one(task: dict, settings: dict) -> dict:
         "max_score": round(top, 6),
         "flags": sorted(flags, key=FLAGS.index),
         "grades": grades,
-        "log": log[-4000:] if "grading_error" in flags else "",
+        "notes": notes,
+        "log": "",
     }
+
+
+def _run_and_judge(sc, name, nb, task, settings, raw: bytes):
+    """Run ``nb`` in a sandboxed kernel and judge its tests; return outcomes and flags."""
+    from autograder import cells, judge
+    from autograder.execute import GradingSession
+
+    solution = sc["solution"][name]
+    digest = hashlib.sha256(raw).hexdigest()
+    key = bytes.fromhex(settings["seed_key"])
+    parts = (task["student"], task["assignment"], name, digest)
+
+    skip: set[int] = set()
+
+    def then(session):
+        caller = judge.Caller(session, call_timeout=float(session.timeout or 60))
+        if session.fatal_cell is not None and len(skip) < 3:
+            return [], caller  # graded again without that cell (below)
+        outcomes = judge.judge(
+            solution,
+            caller,
+            base=sc["namespace"][name],
+            seed_of=lambda gid: judge.cell_seed(key, *parts, gid),
+            hidden=sc["hidden"][name],
+        )
+        return outcomes, caller
+
+    resources = {"metadata": {"path": str(sc["root"] / "solutions" / task["assignment"])}}
+    pristine = copy.deepcopy(nb)
+    while True:
+        session = GradingSession(config=sc["config"])
+        outcomes, caller = session.run(nb, resources, then, is_test=cells.is_test, skip=skip)
+        if session.fatal_cell is None or len(skip) >= 3:
+            break
+        # The kernel died in a cell: grade what the rest of the notebook defines, in a fresh
+        # kernel that does not run that cell again.
+        skip.add(session.fatal_cell)
+        nb.cells[:] = copy.deepcopy(pristine.cells)
+    flags = _output_flags(nb)
+    if skip:
+        flags.add("kernel_died")
+    if session.timed_out or caller.timed_out:
+        flags.add("timeout")
+    if session.kernel_died:
+        flags.add("kernel_died")
+    if any(o.emlib for o in outcomes):
+        flags.add("uses_emlib")
+    return outcomes, flags
+
+
+#: Error text in a cell's output that says which limit stopped the kernel.
+_LIMITS = {
+    "memory_limit": ("MemoryError",),
+    "disk_limit": ("No space left on device", "File too large", "Disk quota exceeded"),
+    "process_limit": ("can't start new thread", "Resource temporarily unavailable"),
+}
+
+
+def _output_flags(nb) -> set[str]:
+    from autograder.execute import DEAD, STUCK, TIMEOUT
+
+    flags = set()
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") != "error":
+                continue
+            ename, text = o.get("ename", ""), f"{o.get('ename', '')}: {o.get('evalue', '')}"
+            if ename in (TIMEOUT, STUCK):
+                flags.add("timeout")
+            if ename == DEAD:
+                flags.add("kernel_died")
+            for flag, marks in _LIMITS.items():
+                if any(mark in text for mark in marks):
+                    flags.add(flag)
+    return flags
+
+
+def _score(grades: dict, outcomes, solution, release, flags: set[str]) -> None:
+    """Points for each test from the judge's outcomes; an exercise that used emlib earns none."""
+    from autograder import cells
+    from autograder.submission import exercises
+
+    by_id = {o.grade_id: o for o in outcomes}
+    for group in exercises(release).values():
+        if any(by_id[g].emlib for g in group if g in by_id):
+            for g in group:
+                if g in by_id and by_id[g].passed:
+                    by_id[g].passed = False
+                    used = ", ".join(sorted(by_id[g].emlib)) or "in another of its tests"
+                    by_id[g].message = (
+                        "no points: this exercise's answer called emlib, the course's "
+                        f"reference library ({used})"
+                    )
+    for cell in solution.cells:
+        gid = cells.grade_id(cell)
+        if gid not in grades:
+            continue
+        if gid in by_id:
+            grades[gid]["score"] = grades[gid]["max_score"] if by_id[gid].passed else 0.0
+            grades[gid]["seed"] = by_id[gid].seed
+        elif cell.cell_type == "markdown" or cells.is_answer(cell):
+            grades[gid]["needs_manual"] = True  # a written answer: a person grades it
+
+
+def _verdicts(nb, outcomes, grades) -> None:
+    """Replace each test cell's outputs by the judge's verdict, for the feedback."""
+    from nbformat.v4 import new_output
+
+    from autograder import cells
+
+    by_id = {o.grade_id: o for o in outcomes}
+    for cell in nb.cells:
+        outcome = by_id.get(cells.grade_id(cell))
+        if outcome is None or cell.cell_type != "code":
+            continue
+        points = grades[outcome.grade_id]
+        if outcome.passed:
+            cell.outputs = [
+                new_output(
+                    "stream", name="stdout", text=f"Passed ({points['max_score']:g} points).\n"
+                )
+            ]
+        else:
+            text = f"{outcome.message or 'The test failed.'}\n[test data seed {outcome.seed}]"
+            cell.outputs = [
+                new_output("error", ename="Failed", evalue=outcome.message, traceback=[text])
+            ]
+        cell.execution_count = None
+
+
+def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> dict[str, str]:
+    """nbgrader's feedback pages of the judged notebooks; ``{notebook: html}``."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from autograder.feedback import sanitize
+
+    root, api = sc["root"], sc["api"]
+    for sub in ("autograded", "feedback"):
+        shutil.rmtree(root / sub / alias, ignore_errors=True)
+    dest = root / "autograded" / alias / assignment
+    dest.mkdir(parents=True)
+    for name, nb in judged.items():
+        nbformat.write(sanitize(nb, sc["release"][name]), dest / f"{name}.ipynb")
+    with Gradebook(sc["db"]) as gb:
+        gb.update_or_create_student(alias)
+        try:
+            gb.remove_submission(assignment, alias)
+        except MissingEntry:
+            pass
+        gb.add_submission(assignment, alias)
+        for name in judged:
+            for gid, g in grades[name].items():
+                grade = gb.find_grade(gid, name, assignment, alias)
+                grade.auto_score = None if g["needs_manual"] else g["score"]
+                grade.needs_manual_grade = g["needs_manual"]
+        gb.db.commit()
+    result = api.generate_feedback(assignment, alias, force=True)
+    pages = {}
+    for name in judged:
+        html = root / "feedback" / alias / assignment / f"{name}.html"
+        if result.get("success") and html.is_file():
+            pages[name] = html.read_text()
+    for sub in ("autograded", "feedback"):
+        shutil.rmtree(root / sub / alias, ignore_errors=True)
+    return pages
+
+
+#: No script runs in a feedback page, whatever a student's notebook held.
+CSP = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    "img-src data:; style-src 'unsafe-inline'; font-src data:\">"
+)
+
+
+def _with_csp(html: str) -> str:
+    head = re.search(r"<head[^>]*>", html, flags=re.I)
+    if head is None:
+        return CSP + html
+    return html[: head.end()] + "\n" + CSP + html[head.end() :]
 
 
 def _plain_feedback(name: str, note: str) -> str:
@@ -347,7 +514,20 @@ def _plain_feedback(name: str, note: str) -> str:
 
 
 def _state_path(out: Path, task: dict) -> Path:
-    return out / STATE / f"{_safe(task['student'])}__{task['assignment']}.json"
+    # Percent-encoding is one-to-one: "jo@uni" and "jo_uni" never share a file.
+    student = urllib.parse.quote(task["student"], safe="")
+    return out / STATE / f"{student}__{task['assignment']}.json"
+
+
+def _seed_key(out: Path) -> str:
+    """The secret behind every hidden test's seed in ``out`` (made once, kept for regrades)."""
+    path = out / STATE / "seed_key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -372,6 +552,7 @@ def grade(
     course=REPO,
     jobs: int = 2,
     timeout: int | None = None,
+    notebook_timeout: int | None = None,
     students=None,
     assignments=None,
     force: bool = False,
@@ -386,7 +567,13 @@ def grade(
     folder = submissions
     if any(submissions.glob("*.zip")):
         folder = collect_zips(submissions, out / COLLECTED, known)
-    settings = {"timeout": timeout, "memory_limit": memory_limit, "sandbox": sandbox}
+    settings = {
+        "timeout": timeout,
+        "notebook_timeout": notebook_timeout,
+        "memory_limit": memory_limit,
+        "sandbox": sandbox,
+        "seed_key": _seed_key(out),
+    }
     todo = []
     for task in tasks(folder, course, students, assignments):
         task["out"] = str(out)
@@ -418,7 +605,7 @@ def _run(todo, out, settings, jobs, progress, submissions) -> None:
 
     ctx = get_context("spawn")
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
-    hide = [base, str(submissions), str(out)]
+    settings = {**settings, "hide": [base, str(submissions), str(out)]}
     bar = tqdm(total=len(todo), disable=not progress, unit="submission", desc="grading")
     bar.write(f"sandbox: {isolation_available()[1]}") if progress else None
     remaining = list(todo)
@@ -430,7 +617,7 @@ def _run(todo, out, settings, jobs, progress, submissions) -> None:
             for i in range(jobs):
                 slots.put(i)
             pool = ProcessPoolExecutor(
-                jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, hide, base)
+                jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, base)
             )
             try:
                 futures = {pool.submit(grade_one, t, settings): t for t in remaining}

@@ -37,9 +37,12 @@ PRIVATE_REPO_FOLDERS = ("solutions", "autograder", "tests", "benchmarks", ".git"
 #: Where isolated kernels get their folders (outside /tmp, which they see as a private tmpfs).
 KERNELS = Path("/run/autograder-kernels")
 #: Shared scratch folders replaced by a private, writable tmpfs in an isolated kernel.
-PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
-#: Environment variable: extra paths to hide from kernels (os.pathsep separated).
-HIDE_ENV = "AUTOGRADER_SANDBOX_HIDE"
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+#: The script that sets up an isolated kernel's mounts and drops privileges.
+ISOLATE_SCRIPT = Path(__file__).with_name("isolate.sh")
+#: Files every kernel imports from its own lib/ folder: the grading runtime, the wire format
+#: and the stand-in for emlib (with the real emlib.stopping).
+KERNEL_LIB = Path(__file__).with_name("kernel_lib")
 #: Environment variable: which sandbox user (``autograder-sb<SLOT>``) this process's kernels use.
 SLOT_ENV = "AUTOGRADER_SANDBOX_SLOT"
 
@@ -95,6 +98,15 @@ def _private_tmp() -> list[str]:
     ]
 
 
+def _kernel_lib(dest: Path) -> None:
+    """Fill a kernel's lib/ folder (see :data:`KERNEL_LIB`)."""
+    import emlib.stopping
+
+    shutil.copytree(KERNEL_LIB, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(Path(__file__).with_name("wire.py"), dest / "_emgrader_wire.py")
+    shutil.copy(emlib.stopping.__file__, dest / "emlib" / "stopping.py")
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """An AsyncKernelManager whose kernels run sandboxed (see the module docstring)."""
 
@@ -115,6 +127,9 @@ class SandboxKernelManager(AsyncKernelManager):
         config=True
     )
     hide = List(Unicode(), help="further paths to cover with empty tmpfs mounts").tag(config=True)
+    disk_limit = Integer(
+        256 * 1024**2, help="bytes a kernel may write to its working and home folders"
+    ).tag(config=True)
 
     _sandbox_dir: Path | None = None
 
@@ -129,13 +144,19 @@ class SandboxKernelManager(AsyncKernelManager):
             base.mkdir(mode=0o711, exist_ok=True)
         box = Path(tempfile.mkdtemp(prefix="kernel-", dir=base))
         self._sandbox_dir = box
-        work, home = box / "work", box / "home"
+        data = box / "data"
         origin = kw.get("cwd")
         if origin and Path(origin).is_dir():  # the assignment's data files, not notebooks
-            shutil.copytree(origin, work, ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+            shutil.copytree(origin, data, ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+        _kernel_lib(box / "lib")
+        if isolated:  # work/ and home/ live on the kernel's own size-limited tmpfs
+            (box / "private").mkdir()
+            work, home = box / "private" / "work", box / "private" / "home"
+            shutil.copy(ISOLATE_SCRIPT, box / "isolate.sh")
         else:
-            work.mkdir()
-        home.mkdir()
+            work, home = box / "work", box / "home"
+            shutil.copytree(data, work) if data.is_dir() else work.mkdir()
+            home.mkdir()
         self.transport = "ipc"
         self.ip = str(box / "kernel-ipc")
         self.connection_file = str(box / "kernel.json")
@@ -158,6 +179,7 @@ class SandboxKernelManager(AsyncKernelManager):
                 "IPYTHONDIR": str(home / ".ipython"),
                 "MPLBACKEND": "Agg",
                 "TMPDIR": str(home),
+                "PYTHONPATH": str(box / "lib"),
                 "OPENBLAS_NUM_THREADS": "1",
                 "OMP_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1",
@@ -166,8 +188,11 @@ class SandboxKernelManager(AsyncKernelManager):
             }
         )
         kw["env"] = env
-        kw["cwd"] = str(work)
-        return self._wrap(kernel_cmd, uid, gid, work), kw
+        if uid is None:
+            kw["cwd"] = str(work)
+            return [*self._limits(), *kernel_cmd], kw
+        kw["cwd"] = str(box)
+        return self._wrap(kernel_cmd, uid, gid, box), kw
 
     def _limits(self) -> list[str]:
         limits = [f"--nproc={self.process_limit}", f"--fsize={self.file_size_limit}"]
@@ -177,54 +202,40 @@ class SandboxKernelManager(AsyncKernelManager):
             limits.append(f"--cpu={self.cpu_limit}")
         return ["prlimit", *limits, "--"] if shutil.which("prlimit") else []
 
-    def _wrap(self, cmd: list[str], uid, gid, work: Path) -> list[str]:
-        if uid is None:  # resource limits only
-            return [*self._limits(), *cmd]
+    def _hidden(self) -> list[str]:
+        """Folders a kernel must not see: the course's private ones and the real emlib."""
+        import emlib
+
         hidden = [str(REPO / name) for name in PRIVATE_REPO_FOLDERS]
-        hidden += [p for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p]
+        hidden.append(str(Path(emlib.__file__).resolve().parent))
         hidden += list(self.hide)
-        hidden = [p for p in dict.fromkeys(hidden) if os.path.isdir(p)]
-        # Inside fresh namespaces: mount an empty read-only tmpfs over every private folder and a
-        # private writable one over /tmp and the like, then become the sandbox user (the
-        # parent's death kills the kernel) and exec the kernel.
-        script = (
-            'for p in "$@"; do [ "$p" = -- ] && break; '
-            'mount -t tmpfs -o ro,size=4k,mode=000 autograder-hidden "$p" || exit 97; '
-            "shift; done; shift; "
-            f"for p in {' '.join(_private_tmp())}; do "
-            '[ -d "$p" ] && { mount -t tmpfs -o size=256m,mode=1777 autograder-tmp "$p" '
-            "|| exit 98; }; "
-            "done; "
-            'cd "$WORKDIR" && exec "$@"'
-        )
-        user = [
-            "setpriv",
-            f"--reuid={uid}",
-            f"--regid={gid}",
-            "--clear-groups",
-            "--no-new-privs",
-            "--pdeathsig=KILL",
-            "--",
-        ]
+        hidden = [Path(p).resolve() for p in dict.fromkeys(hidden) if os.path.isdir(p)]
+        # A folder inside another hidden one is hidden with it (and no longer a mount point).
+        return [str(p) for p in hidden if not any(p != q and p.is_relative_to(q) for q in hidden)]
+
+    def _wrap(self, cmd: list[str], uid, gid, box: Path) -> list[str]:
+        """The kernel command inside fresh namespaces, through ``isolate.sh`` (which see)."""
         return [
             "unshare",
             "--mount",
             "--propagation=private",
             "--net",
             "--pid",
+            "--ipc",
             "--fork",
             "--kill-child",
             "--mount-proc",
             "--",
-            "env",
-            f"WORKDIR={work}",
             "/bin/sh",
-            "-c",
-            script,
-            "sandbox",
-            *hidden,
+            str(box / "isolate.sh"),
+            str(uid),
+            str(gid),
+            str(self.disk_limit),
+            str(box),
+            *self._hidden(),
             "--",
-            *user,
+            *_private_tmp(),
+            "--",
             *self._limits(),
             *cmd,
         ]

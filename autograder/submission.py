@@ -3,34 +3,27 @@
 nbgrader restores edited test cells from the gradebook but says so only in its log, does not
 put deleted test cells back reliably (``OverwriteCells.add_missing_cells`` crashes with
 ``KeyError: 'ro_note'`` after a read-only cell), and has no notion of answers that call the
-reference library. :func:`prepare` records those as flags and repairs the notebook.
+reference library. :func:`prepare` records those as flags and repairs the notebook: every
+released cell (test, answer or written) gets the release's metadata back, so a student's
+metadata never changes what is graded. Whether an answer used emlib is decided while it runs
+(:mod:`autograder.judge`), not by reading its text.
 """
 
 from __future__ import annotations
 
 import copy
-import io
-import re
-import tokenize
 
 from autograder import cells
 
-LIBRARY = "emlib"
+
+def _meaning(cell) -> dict:
+    """The nbgrader metadata that decides grading (not nbgrader's own checksum)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return {k: meta.get(k) for k in ("grade", "solution", "locked", "points", "grade_id")}
 
 
 def _points(cell):
     return cell.get("metadata", {}).get("nbgrader", {}).get("points")
-
-
-def _mentions_library(source: str) -> bool:
-    """Whether code names the reference library outside comments (static, conservative)."""
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return bool(re.search(rf"\b{LIBRARY}\b", source))
-    return any(
-        tok.type in (tokenize.NAME, tokenize.STRING) and LIBRARY in tok.string for tok in tokens
-    )
 
 
 def exercises(release) -> dict[str, list[str]]:
@@ -46,8 +39,8 @@ def exercises(release) -> dict[str, list[str]]:
     return groups
 
 
-def prepare(nb, release) -> tuple[object, set[str], set[str]]:
-    """Repair ``nb`` against ``release``; return it, its flags and the test ids to zero."""
+def prepare(nb, release) -> tuple[object, set[str]]:
+    """Repair ``nb`` against ``release``; return it and its flags (tampered, deleted_tests)."""
     nb = copy.deepcopy(nb)
     flags: set[str] = set()
     released = {cells.grade_id(c): c for c in release.cells if cells.grade_id(c)}
@@ -67,6 +60,11 @@ def prepare(nb, release) -> tuple[object, set[str], set[str]]:
                 flags.add("tampered")
             continue
         seen.add(gid)
+        if not cells.is_test(rel):  # answer and written cells: the release's metadata
+            if _meaning(cell) != _meaning(rel):
+                flags.add("tampered")
+            cell.metadata["nbgrader"] = copy.deepcopy(rel.metadata["nbgrader"])
+            continue
         if cells.is_test(rel):
             if (
                 cell.cell_type != rel.cell_type
@@ -98,21 +96,4 @@ def prepare(nb, release) -> tuple[object, set[str], set[str]]:
         nb.cells.insert(where, copy.deepcopy(rel))
         seen.add(gid)
 
-    # Answers that use the reference library earn nothing for their exercise. Code cells the
-    # student added count towards the exercise whose answer cell precedes them.
-    groups = exercises(release)
-    instructor_code = {c.source.strip() for c in release.cells if c.cell_type == "code"}
-    zero: set[str] = set()
-    current = next(iter(groups), None)
-    for cell in nb.cells:
-        gid = cells.grade_id(cell)
-        if gid in groups:
-            current = gid
-        if cell.cell_type != "code" or current is None:
-            continue
-        if cells.is_test(cell) or (gid is None and cell.source.strip() in instructor_code):
-            continue
-        if _mentions_library(cell.source):
-            flags.add("uses_emlib")
-            zero.update(groups[current])
-    return nb, flags, zero
+    return nb, flags

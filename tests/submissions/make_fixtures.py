@@ -57,7 +57,7 @@ assert square(-7) == 49, "hidden_check_square_negative_seven"
                 '''"""square works on floats."""
 assert square(0.5) == 0.25
 ### BEGIN HIDDEN TESTS
-assert abs(square(OFFSET) - 6.25) < 1e-12, "hidden_check_square_offset"
+assert abs(square(2.5) - 6.25) < 1e-12, "hidden_check_square_two_and_a_half"
 ### END HIDDEN TESTS''',
                 "test_square_float",
                 1,
@@ -156,6 +156,36 @@ attempt("write-other-student", lambda: [write(p) for p in glob.glob(others, recu
 attempt("network", lambda: socket.create_connection(("1.1.1.1", 53), timeout=3))
 """
 
+SELF_CHECK = """import emlib.moth
+print(emlib.moth.fit([85, 196, 341]).params)  # works in JupyterLab, not while grading"""
+
+DISK_BOMB = """import os
+chunk = b"\\0" * 32 * 1024**2
+try:
+    for i in range(64):  # 2 GiB in files of 32 MiB
+        with open(f"big{i}.bin", "wb") as f:
+            f.write(chunk)
+finally:
+    sizes = [os.path.getsize(p) for p in os.listdir() if p.startswith("big")]
+    print("wrote", sum(sizes) // 2**20, "MiB")"""
+
+HTML_OUTPUT = """from IPython.display import HTML, Javascript, display
+display(HTML('<script>document.title = "PWNED-SCRIPT"</script><b id="pwned-html">bold</b>'))
+display(Javascript('document.title = "PWNED-JS"'))"""
+
+HTML_MARKDOWN = 'My notes <img src="x" onerror="document.title=1"> PWNED-MARKDOWN'
+
+IPC_LEAVE = """import os, subprocess
+open("/run/lock/emcourse-leak", "w").write("secret")
+open("/dev/shm/emcourse-leak", "w").write("secret")
+print(subprocess.run(["ipcmk", "-M", "4096"], capture_output=True, text=True).stdout)"""
+
+IPC_READ = """import os, subprocess
+found = [p for p in ("/run/lock/emcourse-leak", "/dev/shm/emcourse-leak") if os.path.exists(p)]
+segments = subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout
+shared = [line for line in segments.splitlines() if "4096" in line]
+print("LEAK-FOUND" if found or shared else "LEAK-NONE", found, shared)"""
+
 SQ = "def square(x):\n    return x * x"
 CU = "def cube(x):\n    return x ** 3"
 
@@ -196,8 +226,38 @@ def submissions(solution):
     deleted.cells = [c for c in deleted.cells if cells.grade_id(c) not in ("test_cube",)]
     subs["deleted_tests"] = deleted
     subs["uses_emlib"] = answer_only(
-        correct, cube="import emlib\n\ndef cube(x):\n    return x ** 3"
+        correct,
+        cube="import emlib.convergence as conv\n\n"
+        "def cube(x):\n    conv.relative_change(1.0, 2.0)\n    return x ** 3",
     )
+    # An honest self-check that calls emlib outside any answer costs nothing.
+    subs["emlib_selfcheck"] = answer_only(
+        correct,
+        extra_cells=[(len(correct.cells), cells.code(SELF_CHECK))],
+    )
+    # Cells that together outlast the notebook's time limit, after the answers.
+    subs["slow_cells"] = answer_only(
+        correct,
+        extra_cells=[
+            (len(correct.cells), cells.code(f"import time\ntime.sleep(2.5)  # {i}"))
+            for i in range(30)
+        ],
+    )
+    subs["disk_bomb"] = answer_only(
+        correct, extra_cells=[(len(correct.cells), cells.code(DISK_BOMB))]
+    )
+    subs["html_feedback"] = answer_only(
+        correct,
+        extra_cells=[
+            (len(correct.cells), cells.code(HTML_OUTPUT)),
+            (len(correct.cells), cells.markdown(HTML_MARKDOWN)),
+        ],
+    )
+    subs["jo@uni"] = correct
+    subs["jo_uni"] = correct
+    subs["[x]"] = correct
+    subs["ipc_a_leaves"] = answer_only(correct, extra_cells=[(1, cells.code(IPC_LEAVE))])
+    subs["ipc_b_reads"] = answer_only(correct, extra_cells=[(1, cells.code(IPC_READ))])
     subs["huge_output"] = answer_only(
         correct, square=SQ + "\nfor _ in range(100):\n    print('x' * 1_000_000)"
     )

@@ -1,0 +1,364 @@
+"""The judge: decides every test of a notebook in a process that never runs student code.
+
+nbgrader runs test cells, hidden ones included, in the student's own kernel, after the
+student's code has had every chance to rewrite that kernel (display hooks, AST
+transformers, numpy, the reference library, the history). No scan of the source can close
+that. Here the roles are split:
+
+* The **kernel** only produces. It runs the student's notebook without its test cells
+  (:class:`autograder.execute.GradingSession`), in the sandbox, with a stand-in for emlib in
+  which only ``emlib.stopping`` is real. Then, for every call a test makes, it calls the
+  student's function on arguments the judge chose and hands back plain data
+  (:mod:`autograder.wire`; never pickle).
+* The **judge** (this module, in the grading worker) runs each test cell of the
+  *instructor's* notebook, visible and hidden parts, in a namespace of its own: the
+  chapter's import statements, with every answer function replaced by a
+  :class:`RemoteFunction` that asks the kernel. The real emlib computes the expected values
+  here, the test's assertions decide pass or fail here, and each test cell draws its
+  random data from a seed the grader derives from the submission (:func:`cell_seed`).
+
+What the kernel prints or displays never reaches a grade or the feedback of a test: the
+feedback of a test is the judge's own message (:class:`Outcome`).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import hmac
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from jupyter_core.utils import run_sync
+
+from autograder import cells, wire
+
+MIME = "application/x-emcourse-result+json"
+#: Characters of a test's failure message kept for the feedback.
+MESSAGE_CHARS = 1500
+#: Seconds the kernel may take to answer after an interrupted call.
+INTERRUPT_GRACE = 5.0
+
+
+class KernelGone(RuntimeError):
+    """The kernel cannot answer any more (it died, or it was stopped)."""
+
+
+class CallTimeout(TimeoutError):
+    """A call of the student's function did not return in time."""
+
+
+class StudentError(RuntimeError):
+    """The student's function raised an error (in the kernel)."""
+
+    def __init__(self, function: str, ename: str, evalue: str):
+        super().__init__(f"{function} raised {ename}: {evalue}" if evalue else ename)
+        self.ename = ename
+
+
+@dataclass
+class Outcome:
+    """The judge's verdict on one test cell."""
+
+    grade_id: str
+    passed: bool
+    message: str = ""
+    emlib: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+# --- The judge's namespace -------------------------------------------------------------------
+
+
+def answer_functions(solution) -> dict[str, list[str]]:
+    """``{answer grade_id: [names of the functions its cell defines]}``."""
+    out = {}
+    for cell in solution.cells:
+        if cells.is_answer(cell) and cell.cell_type == "code":
+            tree = _parse(cell.source)
+            out[cells.grade_id(cell)] = [
+                node.name
+                for node in (tree.body if tree else [])
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            ]
+    return out
+
+
+def namespace(solution) -> dict:
+    """The namespace test cells run in: every import statement of the notebook's code cells.
+
+    Test cells may use the chapter's imports, the answer functions and builtins, nothing
+    else (``tests/test_notebooks.py`` checks every chapter for this).
+    """
+    ns = {"__name__": "__judge__", "__builtins__": builtins}
+    for cell in solution.cells:
+        if cell.cell_type != "code" or cells.is_test(cell):
+            continue
+        tree = _parse(cell.source)
+        imports = [
+            n for n in (tree.body if tree else []) if isinstance(n, ast.Import | ast.ImportFrom)
+        ]
+        if imports:
+            exec(compile(ast.Module(imports, []), "<imports>", "exec"), ns)  # instructor code
+    return ns
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(source)
+    except SyntaxError:  # a cell with IPython magics: it has nothing the judge needs
+        return None
+
+
+def test_source(cell) -> str:
+    """A test cell's code, hidden part included, markers removed."""
+    return "\n".join(
+        line
+        for line in cell.source.splitlines()
+        if "### BEGIN HIDDEN" not in line and "### END HIDDEN" not in line
+    )
+
+
+def cell_seed(key: bytes, *parts: str) -> int:
+    """A test cell's seed: a keyed hash of the submission, secret until it is graded."""
+    digest = hmac.new(key, "\0".join(parts).encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+# --- Calling the student's functions ---------------------------------------------------------
+
+
+class RemoteFunction:
+    """Stands, in the judge's namespace, for a function defined in the student's kernel."""
+
+    def __init__(self, caller: Caller, name: str):
+        self._caller = caller
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(self, *args, **kwargs):
+        return self._caller.call(self.__name__, args, kwargs)
+
+    def __assert_independent__(self):
+        """emlib.testing.assert_independent: did any call of the current test touch emlib?"""
+        if self._caller.touched:
+            raise AssertionError(
+                f"{self.__name__} must be your own implementation, but it called "
+                f"{', '.join(sorted(self._caller.touched))}, from emlib, the course's "
+                "reference library (only emlib.stopping may be used in answers)"
+            )
+
+    def __repr__(self):
+        return f"<your function {self.__name__}>"
+
+
+class Caller:
+    """Calls functions in a running :class:`~autograder.execute.GradingSession`'s kernel.
+
+    Each call runs ``_emgrader.call(...)`` in the kernel and waits for its result message
+    and the end of the execution. While it waits it answers the kernel's input requests:
+    those are the student's code calling back one of the judge's functions that were
+    passed as arguments (an EM map, say).
+    """
+
+    def __init__(self, session, call_timeout: float):
+        self.session = session
+        self.call_timeout = call_timeout
+        self.touched: set[str] = set()  # emlib names touched in the current test cell
+        self.calls = 0
+        self.timed_out = False
+
+    def call(self, name: str, args, kwargs):
+        reason = self.session.broken
+        if reason:
+            raise KernelGone(f"{name} could not be called: {reason}")
+        left = self.session.time_left()
+        if left <= 0:
+            self.timed_out = True
+            raise CallTimeout("the notebook used up its time limit before this call")
+        handles: dict[int, object] = {}
+
+        def register(function):
+            handles[len(handles)] = function
+            return len(handles) - 1
+
+        try:
+            request = json.dumps(
+                {
+                    "args": wire.dumps(list(args), handle=register),
+                    "kwargs": wire.dumps(dict(kwargs), handle=register),
+                }
+            )
+        except wire.WireError as error:  # the instructor's test sent something odd
+            raise RuntimeError(f"the grader cannot send these arguments: {error}") from None
+        code = f"__import__('_emgrader').call(globals(), {name!r}, {request!r})"
+        timeout = min(self.call_timeout, left)
+        self.calls += 1
+        envelope = run_sync(self._exchange)(code, handles, timeout, name)
+        touched = envelope.get("emlib") or []
+        if isinstance(touched, list):
+            self.touched.update(str(t)[:100] for t in touched[:20])
+        if "error" in envelope:
+            ename, evalue = _pair(envelope["error"])
+            raise StudentError(name, ename, evalue)
+        if "ok" not in envelope:
+            raise StudentError(name, "NoResult", "the kernel sent no result")
+        try:
+            return wire.loads(envelope["ok"])
+        except wire.WireError as error:
+            raise StudentError(name, "UnreadableResult", str(error)) from None
+
+    async def _exchange(self, code, handles, timeout, name):
+        import zmq
+        import zmq.asyncio
+
+        kc = self.session.kc
+        msg_id = kc.execute(
+            code, silent=False, store_history=False, allow_stdin=True, stop_on_error=False
+        )
+        channels = {
+            kc.iopub_channel.socket: kc.iopub_channel,
+            kc.shell_channel.socket: kc.shell_channel,
+            kc.stdin_channel.socket: kc.stdin_channel,
+        }
+        poller = zmq.asyncio.Poller()
+        for socket in channels:
+            poller.register(socket, zmq.POLLIN)
+        envelope = None
+        replied = idle = False
+        deadline = time.monotonic() + timeout
+        interrupted = False
+        while not (replied and idle):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if interrupted:
+                    self.session.mark_broken("a call ignored the interrupt after its time limit")
+                    await self.session.km.shutdown_kernel(now=True)
+                    self.timed_out = True
+                    raise CallTimeout(f"{name} did not return within its time limit")
+                await self.session.km.interrupt_kernel()
+                interrupted = True
+                deadline = time.monotonic() + INTERRUPT_GRACE
+                continue
+            events = dict(await poller.poll(timeout=min(left, 1.0) * 1000))
+            if not events:
+                if not await self.session.km.is_alive():
+                    self.session.mark_broken("the kernel died during a call", dead=True)
+                    raise KernelGone(f"the kernel died while {name} was running")
+                continue
+            for socket in events:
+                msg = await channels[socket].get_msg(timeout=0)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = msg.get("msg_type"), msg.get("content", {})
+                if socket is kc.shell_channel.socket and kind == "execute_reply":
+                    replied = True
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+                elif kind == "display_data" and MIME in content.get("data", {}):
+                    envelope = content["data"][MIME]
+                elif kind == "input_request":
+                    kc.input(self._answer(content.get("prompt", ""), handles))
+                elif kind == "error" and envelope is None:
+                    envelope = json.dumps(
+                        {"error": [content.get("ename", "Error"), content.get("evalue", "")]}
+                    )
+        if interrupted:
+            self.timed_out = True
+            raise CallTimeout(f"{name} did not return within its time limit")
+        try:
+            parsed = json.loads(envelope) if isinstance(envelope, str) else None
+        except ValueError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {}
+
+    @staticmethod
+    def _answer(prompt: str, handles) -> str:
+        """Run one of the judge's own functions for the kernel; return its reply."""
+        try:
+            request = json.loads(prompt)
+            function = handles[int(request["handle"])]
+            args = wire.loads(request["args"])
+            kwargs = wire.loads(request["kwargs"])
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise wire.WireError("malformed call")
+            if not all(isinstance(k, str) for k in kwargs):
+                raise wire.WireError("keyword names must be strings")
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            return json.dumps({"error": f"the grader could not read this call: {error}"})
+        try:
+            return json.dumps({"ok": wire.dumps(function(*args, **kwargs))})
+        except Exception as error:  # the test's function rejected the student's argument
+            return json.dumps({"error": f"{type(error).__name__}: {error}"[:MESSAGE_CHARS]})
+
+
+def _pair(value) -> tuple[str, str]:
+    if isinstance(value, list) and len(value) == 2:
+        return str(value[0])[:100], str(value[1])[:MESSAGE_CHARS]
+    return "Error", ""
+
+
+# --- Running the tests -----------------------------------------------------------------------
+
+
+def judge(solution, caller: Caller, *, base: dict, seed_of, hidden: set[str]) -> list[Outcome]:
+    """Run every test cell of ``solution`` against the kernel behind ``caller``.
+
+    Parameters
+    ----------
+    solution : NotebookNode
+        The instructor's notebook (the source of every test, hidden parts included).
+    caller : Caller
+        The student's kernel.
+    base : dict
+        :func:`namespace` of ``solution`` (reused across students; copied here).
+    seed_of : callable
+        ``seed_of(grade_id) -> int``: the seed of that test cell's random data.
+    hidden : set of str
+        Lines of the hidden tests (:func:`autograder.feedback.hidden_lines`); a message
+        quoting one is replaced by a neutral one.
+    """
+    import emlib.testing
+
+    ns = dict(base)
+    for names in answer_functions(solution).values():
+        for name in names:
+            ns[name] = RemoteFunction(caller, name)
+    outcomes = []
+    for cell in solution.cells:
+        if not cells.is_test(cell) or cell.cell_type != "code":
+            continue
+        grade_id = cells.grade_id(cell)
+        seed = seed_of(grade_id)
+        caller.touched = set()
+        code = compile(test_source(cell), f"<test {grade_id}>", "exec")
+        try:
+            with emlib.testing.seeded(seed), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a warning is never a failure
+                exec(code, ns)  # the instructor's test, with the student's functions remote
+        except Exception as error:
+            outcome = Outcome(grade_id, False, _message(error, hidden), seed=seed)
+        else:
+            outcome = Outcome(grade_id, True, seed=seed)
+        outcome.emlib = sorted(caller.touched)
+        if outcome.emlib and outcome.passed:
+            outcome.passed = False
+            outcome.message = (
+                f"your answer called {', '.join(outcome.emlib)}, from emlib, the course's "
+                "reference library; answers must be your own code (emlib.stopping is allowed)"
+            )
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _message(error: BaseException, hidden: set[str]) -> str:
+    from autograder.feedback import NEUTRAL, leaks
+
+    if isinstance(error, StudentError | KernelGone | CallTimeout):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}".rstrip(": ")
+    text = text.strip()[:MESSAGE_CHARS]
+    return NEUTRAL if leaks(text, hidden) else text
