@@ -100,6 +100,44 @@ WRONG = [
         "loses": ["test_em_history", "test_em_hidden"],
     },
     {
+        "answer": "em",
+        "why": "stops on the relative change of the log-likelihood, |l_t - l_(t-1)| < tol |l_t|, "
+        "the course's old rule: on overlapping components it stops far from the maximum",
+        "source": '''def em(x, init, tol=1e-8, max_iter=1000):
+    """EM that stops when the log-likelihood barely moves."""
+    params = {name: np.array(init[name], dtype=float) for name in ("weights", "means", "sds")}
+    history = [mixture_loglik(x, params)]
+    for _ in range(max_iter):
+        params = m_step(x, e_step(x, params))
+        history.append(mixture_loglik(x, params))
+        if abs(history[-1] - history[-2]) < tol * abs(history[-1]):
+            break
+    return params, np.array(history)
+''',
+        "loses": ["test_em_stopping_rule", "test_em_hidden"],
+    },
+    {
+        "answer": "em",
+        "why": "forgets the factor rho / (1 - rho): stops as soon as the relative step is below "
+        "tol, which on a slow EM is far from the maximum",
+        "source": '''def em(x, init, tol=1e-8, max_iter=1000):
+    """EM that stops on the size of the last step alone."""
+    from emlib.stopping import step_size
+
+    params = {name: np.array(init[name], dtype=float) for name in ("weights", "means", "sds")}
+    history = [mixture_loglik(x, params)]
+    for _ in range(max_iter):
+        new = m_step(x, e_step(x, params))
+        small = step_size(params, new) <= tol
+        params = new
+        history.append(mixture_loglik(x, params))
+        if small:
+            break
+    return params, np.array(history)
+''',
+        "loses": ["test_em_stopping_rule"],
+    },
+    {
         "answer": "m_step_fixed",
         "why": "the notes' original M-step: returns psi = mean(w), the weight of component b, "
         "while the E-step multiplies component a's density by psi",
