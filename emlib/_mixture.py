@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from emlib._validation import check_init_keys, check_positive_int, check_weights, param_array
 
@@ -49,16 +48,22 @@ def normalise_log_rows(log_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns the responsibilities (k, m) and the log marginal density of each column.
     Raises ValueError when an observation has probability zero under every component.
     """
+    # log-sum-exp over components by hand: scipy's version costs ~100 µs a call in input
+    # checks, which dominates EM on a small frequency table.
+    top = log_joint.max(axis=0)
+    finite_top = np.where(np.isfinite(top), top, 0.0)
+    joint = np.exp(log_joint - finite_top)
+    total = joint.sum(axis=0)
     with np.errstate(divide="ignore"):
-        log_marginal = logsumexp(log_joint, axis=0)
-    impossible = np.isneginf(log_marginal)
+        log_marginal = np.log(total) + finite_top
+    impossible = ~(total > 0)
     if impossible.any():
         raise ValueError(
             f"{int(impossible.sum())} observation(s) have probability zero under every "
             "component with these parameters (e.g. a positive count when every mean is 0); "
             "choose parameters that give every observation positive probability"
         )
-    return np.exp(log_joint - log_marginal), log_marginal
+    return joint / total, log_marginal
 
 
 def check_resp(resp, n: int) -> np.ndarray:

@@ -304,7 +304,8 @@ def _profile_theta(y, w, group, n_groups, mu, total_w, theta_start):
     theta = np.full(n_groups, np.inf)
     if not over.any():
         return theta
-    with np.errstate(divide="ignore"):
+    # Groups that are not overdispersed (excess <= 0, possibly 0/0) keep θ = ∞ below.
+    with np.errstate(divide="ignore", invalid="ignore"):
         moment = np.clip(total_w * mu**2 / excess, THETA_MIN, THETA_MAX)
     x0 = np.log(_start_theta(theta_start, moment))
     x_alt = np.log(moment)

@@ -28,7 +28,7 @@ import numpy as np
 
 from emlib import _multinomial
 from emlib._validation import as_counts, check_init_keys, check_weights, param_scalar
-from emlib.em import EMModel, EMResult, run
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
 PARAM_NAMES = ("p_C", "p_I", "p_T")
 GENOTYPES = ("CC", "CI", "CT", "II", "IT", "TT")
@@ -137,9 +137,9 @@ def loglik(data, params) -> float:
 def fit(
     data=GIVENS_HOETING_COUNTS,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 10_000,
-    accelerate: str | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     xtol: float | None = None,
 ) -> EMResult:

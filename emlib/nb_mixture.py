@@ -34,7 +34,7 @@ from emlib._validation import (
     check_weights,
     param_array,
 )
-from emlib.em import EMModel, EMResult, run
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
 PARAM_NAMES = ("weights", "means", "thetas")
 
@@ -198,9 +198,9 @@ def fit(
     data,
     k: int = 2,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 10_000,
-    accelerate: str | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     n_init: int = 4,
     seed=0,

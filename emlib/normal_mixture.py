@@ -35,7 +35,7 @@ import numpy as np
 
 from emlib import _mixture
 from emlib._validation import as_observations, check_k, check_positive
-from emlib.em import EMModel, EMResult, run
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
 PARAM_NAMES = ("weights", "means", "sds")
 #: σ is kept at or above this fraction of the data's standard deviation.
@@ -146,6 +146,15 @@ def _in_domain(v: np.ndarray) -> bool:
     return _mixture.weights_in_domain(v, k) and bool(np.all(v[2 * k - 1 :] > 0))
 
 
+def _scale(d: _Design, theta: np.ndarray) -> np.ndarray:
+    """Steps of the weights count in absolute terms, of the means and sds relative to sd(x).
+
+    So the stopping rule, and the number of iterations, do not depend on the units of x.
+    """
+    k = (theta.size + 1) // 3
+    return np.concatenate([np.ones(k - 1), np.full(2 * k, d.sd)])
+
+
 MODEL = EMModel(
     name="normal_mixture",
     e_step=_e_step,
@@ -154,6 +163,7 @@ MODEL = EMModel(
     unpack=lambda v: _mixture.unpack(v, PARAM_NAMES),
     in_domain=_in_domain,
     finalize=_mixture.sort_by_means,
+    scale=_scale,
 )
 
 
@@ -215,9 +225,9 @@ def fit(
     data,
     k: int = 2,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 10_000,
-    accelerate: str | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     n_init: int = 4,
     seed=0,

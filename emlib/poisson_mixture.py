@@ -23,7 +23,7 @@ from scipy.special import gammaln, xlogy
 from emlib import _mixture
 from emlib._multinomial import frequency_table
 from emlib._validation import as_counts, check_k
-from emlib.em import EMModel, EMResult, run
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
 PARAM_NAMES = ("weights", "means")
 #: Hasselblad (1969): number of days (1910–1912) with 0, 1, ..., 9 deaths of women aged
@@ -143,9 +143,9 @@ def fit(
     data,
     k: int = 2,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 10_000,
-    accelerate: str | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     n_init: int = 4,
     seed=0,

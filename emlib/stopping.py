@@ -21,13 +21,22 @@ Distances are measured coordinate by coordinate relative to ``max(scale, |θ_j|)
 the largest is taken (the maximum norm): ``tol = 1e-8`` asks for about eight correct
 significant digits in every parameter whose size is at least ``scale``.
 
+A step at rounding level (at most :data:`ROUNDING_STEP`) also ends the run, whatever
+``tol``: no further progress can be measured there, so a ``tol`` below the precision of
+the arithmetic still stops, converged.
+
+Every rule here also has a batched form (:func:`step_sizes`, :func:`aitken_bound`,
+:func:`is_converged`) that works along the last axis of arrays, so one fit and a batch of
+many fits (e.g. every gene of a count matrix) stop by the same rule; :mod:`emlib.em` and
+:mod:`emlib.zinb` call these, so the rule is written once, here.
+
 This module needs only numpy: the course's notebooks use it in their own EM loops, and it
 is the one part of :mod:`emlib` that answers to the exercises may call.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,6 +44,10 @@ import numpy as np
 #: The default ``tol`` of every rule here: an estimated distance to the fixed point of
 #: 1e-8 relative (in the maximum norm, with the floor ``scale``).
 DEFAULT_TOL = 1e-8
+
+#: A relative step this small is rounding noise (about 1000 machine epsilons): it counts
+#: as converged whatever ``tol`` asks, since no smaller step can be measured reliably.
+ROUNDING_STEP = 1000 * np.finfo(float).eps
 
 
 def _flat(theta) -> np.ndarray:
@@ -45,6 +58,40 @@ def _flat(theta) -> np.ndarray:
         parts = [np.ravel(np.asarray(part, dtype=float)) for part in theta]
         return np.concatenate(parts) if parts else np.zeros(0)
     return np.ravel(np.asarray(theta, dtype=float))
+
+
+def step_sizes(old, new, scale=1.0) -> np.ndarray:
+    """:func:`step_size` along the last axis: one step per row of a batch of fits.
+
+    Parameters
+    ----------
+    old, new : ndarray of shape (..., d)
+        Parameter values, one fit per row (any leading shape).
+    scale : float or array_like broadcasting against ``new``
+        The floor of the denominator (one number, one per coordinate, or one per entry).
+
+    Returns
+    -------
+    ndarray of shape (...)
+        ``inf`` in rows with a non-finite coordinate.
+
+    Examples
+    --------
+    >>> step_sizes(np.array([[1.0, 200.0], [0.0, 0.0]]), np.array([[2.0, 202.0], [0.0, 1e-3]]))
+    array([0.5  , 0.001])
+    """
+    old = np.asarray(old, dtype=float)
+    new = np.asarray(new, dtype=float)
+    if old.shape != new.shape:
+        raise ValueError(
+            f"the two parameter values have different shapes ({old.shape} and {new.shape})"
+        )
+    if new.shape[-1] == 0:
+        return np.zeros(new.shape[:-1])
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(new - old) / np.maximum(scale, np.abs(new))
+    rel = np.where(np.isfinite(rel), rel, np.inf)
+    return rel.max(axis=-1)
 
 
 def step_size(theta_old, theta_new, scale=1.0) -> float:
@@ -75,12 +122,105 @@ def step_size(theta_old, theta_new, scale=1.0) -> float:
         raise ValueError(
             f"the two parameter values have different sizes ({old.size} and {new.size})"
         )
-    if old.size == 0:
-        return 0.0
-    if not (np.all(np.isfinite(old)) and np.all(np.isfinite(new))):
-        return float("inf")
-    floor = np.broadcast_to(np.asarray(scale, dtype=float), new.shape)
-    return float(np.max(np.abs(new - old) / np.maximum(floor, np.abs(new))))
+    return float(step_sizes(old, new, scale))
+
+
+def rate_estimate(s1, s2):
+    """The rate estimate :math:`\\hat\\rho = s_2 / s_1` of two successive steps (batched).
+
+    ``inf`` where it cannot be estimated (``s1`` zero or not finite, ``s2`` not finite).
+    """
+    if isinstance(s1, float) and isinstance(s2, float):  # one fit: no array overhead
+        return s2 / s1 if s1 > 0 and math.isfinite(s1) and math.isfinite(s2) else math.inf
+    s1 = np.asarray(s1, dtype=float)
+    s2 = np.asarray(s2, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = s2 / s1
+    return np.where(np.isfinite(s1) & np.isfinite(s2) & (s1 > 0), rho, np.inf)
+
+
+def slowest_rate(seen, rho):
+    """The rate a driver uses: the larger of the latest estimate and the slowest seen (batched).
+
+    A ratio of two steps estimates the rate only along the current error. Early steps
+    often shrink fast while a slow component of the error remains, and once SQUAREM's
+    extrapolation has removed the slow component the next steps shrink faster too; with
+    either ratio alone Aitken's bound would stop short. So a driver keeps the slowest
+    estimate below 1 it has seen (``seen``, ``inf`` while there is none) and uses the larger
+    of it and the latest estimate ``rho``. Like :func:`converged`, which takes the larger of
+    the last two step ratios, it never stops on the first ratio alone.
+
+    Returns
+    -------
+    rate, seen
+        The rate to use in :func:`aitken_bound` now, and the updated ``seen``.
+
+    Examples
+    --------
+    >>> slowest_rate(float("inf"), 0.5)  # the first estimate: no bound yet
+    (inf, 0.5)
+    >>> slowest_rate(0.99, 0.2)  # a fast ratio after an extrapolation: keep the slow one
+    (0.99, 0.99)
+    """
+    if isinstance(seen, float) and isinstance(rho, float):
+        new_seen = rho if rho < 1.0 and (seen == math.inf or rho > seen) else seen
+        return max(rho, seen), new_seen
+    seen = np.asarray(seen, dtype=float)
+    rho = np.asarray(rho, dtype=float)
+    new_seen = np.where((rho < 1.0) & (np.isinf(seen) | (rho > seen)), rho, seen)
+    return np.maximum(rho, seen), new_seen
+
+
+def aitken_bound(step, rho):
+    """Aitken's bound :math:`s \\hat\\rho / (1 - \\hat\\rho)` on the distance still to go.
+
+    Batched: ``step`` is the last step, ``rho`` the rate estimate, arrays of one shape.
+    0 where the step is exactly zero; ``inf`` where :math:`\\hat\\rho \\ge 1` (the steps
+    do not shrink: the iteration is not yet in its linear phase) or the step is not finite.
+
+    Examples
+    --------
+    >>> aitken_bound(0.25, 0.5), aitken_bound(0.1, 1.2)
+    (0.25, inf)
+    >>> f"{aitken_bound(1e-9, 0.999):.3g}"  # a tiny step at a crawl is far from the end
+    '9.99e-07'
+    """
+    if isinstance(step, float) and isinstance(rho, float):
+        if step == 0.0:
+            return 0.0
+        if not (math.isfinite(step) and rho < 1.0):
+            return math.inf
+        return step * rho / (1.0 - rho)
+    step = np.asarray(step, dtype=float)
+    rho = np.asarray(rho, dtype=float)
+    ok = np.isfinite(step) & (rho < 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.where(ok, step * rho / np.where(ok, 1.0 - rho, 1.0), np.inf)
+    bound = np.where(step == 0.0, 0.0, bound)
+    return float(bound) if bound.ndim == 0 else bound
+
+
+def is_converged(step, rho, tol: float = DEFAULT_TOL):
+    """The stopping rule itself (batched): Aitken's bound at most ``tol``, or a rounding step.
+
+    Parameters
+    ----------
+    step : float or ndarray
+        The last step (see :func:`step_size`).
+    rho : float or ndarray
+        The rate estimate (see :func:`rate_estimate`; take the larger of the last two so that
+        one lucky short step cannot stop the run).
+    tol : float
+
+    Returns
+    -------
+    bool or ndarray of bool
+    """
+    if isinstance(step, float) and isinstance(rho, float):
+        return step <= ROUNDING_STEP or aitken_bound(step, rho) <= tol
+    step = np.asarray(step, dtype=float)
+    out = (step <= ROUNDING_STEP) | (np.asarray(aitken_bound(step, rho)) <= tol)
+    return bool(out) if out.ndim == 0 else out
 
 
 def distance_bound(theta0, theta1, theta2, scale=1.0) -> float:
@@ -107,23 +247,15 @@ def distance_bound(theta0, theta1, theta2, scale=1.0) -> float:
     """
     s1 = step_size(theta0, theta1, scale)
     s2 = step_size(theta1, theta2, scale)
-    return _bound(s1, s2)
-
-
-def _bound(s1: float, s2: float) -> float:
-    if s2 == 0.0:
-        return 0.0
-    if not (np.isfinite(s1) and np.isfinite(s2)) or s2 >= s1:
-        return float("inf")
-    rho = s2 / s1
-    return s2 * rho / (1.0 - rho)
+    return aitken_bound(s2, rate_estimate(s1, s2))
 
 
 def converged(history, tol: float = DEFAULT_TOL, scale=1.0) -> bool:
     """Whether plain EM, with iterates ``history``, has reached its fixed point within ``tol``.
 
     Uses the last four iterates when there are four (the rate is then the larger of the last
-    two step ratios, so one lucky short step cannot stop the run), else the last three.
+    two step ratios, so one lucky short step cannot stop the run), else the last three. A
+    last step at rounding level (:data:`ROUNDING_STEP`) counts as converged.
 
     Parameters
     ----------
@@ -146,18 +278,19 @@ def converged(history, tol: float = DEFAULT_TOL, scale=1.0) -> bool:
     >>> path = [0.5 ** t for t in range(40)]  # M(θ) = θ / 2, fixed point 0
     >>> converged(path[:10]), converged(path[:30])
     (False, True)
+
+    The same rule does not stop a crawl: steps of 1e-9 at the rate 0.999 are still about
+    1e-6 from the fixed point.
+
+    >>> crawl = [1e-6 * 0.999 ** t for t in range(4)]
+    >>> converged(crawl)
+    False
     """
     if tol < 0 or not np.isfinite(tol):
         raise ValueError(f"tol must be a non-negative number; got {tol!r}")
     if len(history) < 3:
         return False
-    last = [_flat(theta) for theta in history[-4:]]
-    steps = [step_size(a, b, scale) for a, b in itertools.pairwise(last)]
-    if steps[-1] == 0.0:
-        return True
-    if not all(np.isfinite(steps)) or min(steps[:-1]) == 0.0:
-        return False
-    rho = max(b / a for a, b in itertools.pairwise(steps))
-    if rho >= 1.0:
-        return False
-    return bool(steps[-1] * rho / (1.0 - rho) <= tol)
+    last = np.stack([_flat(theta) for theta in history[-4:]])
+    steps = step_sizes(last[:-1], last[1:], scale)
+    rho = float(np.max(rate_estimate(steps[:-1], steps[1:])))
+    return is_converged(float(steps[-1]), rho, tol)

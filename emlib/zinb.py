@@ -40,9 +40,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import gammaln
 
-from emlib import _negbin, convergence
+from emlib import _negbin, convergence, stopping
 from emlib._validation import check_init_keys
-from emlib.em import EMModel, EMResult, check_options, run
+from emlib.em import (
+    DEFAULT_ACCELERATE,
+    DEFAULT_MAX_ITER,
+    DEFAULT_TOL,
+    EMModel,
+    EMResult,
+    check_options,
+    non_convergence_message,
+)
 
 PARAM_NAMES = ("mu", "theta", "pi")
 #: Counts below this are tabulated per gene with one ``bincount``; larger ones are sorted.
@@ -502,8 +510,8 @@ def _objective(d: _Data, v: np.ndarray) -> np.ndarray:
     return np.where(ok, ll, -np.inf)
 
 
-def _squarem_cycle(d, v, ll, step_max, xtol):
-    """One SQUAREM cycle per gene, with backtracking on the step length.
+def _squarem_cycle(d, v, ll, step_max, xtol, tol, last_rho):
+    """One SQUAREM cycle per gene, with backtracking on the step length, and the stopping rule.
 
     As :func:`emlib.convergence.squarem_step`: two EM steps :math:`v_1, v_2`, then the
     extrapolation :math:`v + 2\\alpha r + \\alpha^2 (v_2 - 2v_1 + v)` with
@@ -513,18 +521,32 @@ def _squarem_cycle(d, v, ll, step_max, xtol):
     :data:`_BACKTRACKS` times, and ``step_max`` is reset to the α that worked. On weakly
     identified genes (EM rate ≈ 0.9996, e.g. a mean of 0.15 with 93 % zeros) the plain
     fallback needs thousands of evaluations; backtracking needs tens.
+
+    The stopping rule of :mod:`emlib.stopping` is applied per gene to the two plain steps
+    (rate: :func:`emlib.stopping.slowest_rate` of this cycle's estimate and ``last_rho``); a
+    gene that meets it (or ``xtol``) ends at :math:`v_2` (:math:`v_1` when its first step is
+    at rounding level) and is not extrapolated. Returns the new points, their ℓ, the EM-map
+    evaluations used, which genes converged, the new step bounds, the slowest rates seen
+    and the distance bounds.
     """
     v1, _ = _em_map(d, v)
-    r = v1 - v
+    s1 = stopping.step_sizes(v, v1)
     v2, ll1 = _em_map(d, v1)
+    s2 = stopping.step_sizes(v1, v2)
     ll2 = _objective(d, v2)
     used = np.full(v.shape[0], 2)
-    small = np.zeros(v.shape[0], dtype=bool)
-    small1 = small2 = small
+    rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(s1, s2))
+    bound = stopping.aitken_bound(s2, rate)
+    small1 = s1 <= stopping.ROUNDING_STEP
+    small2 = ~small1 & stopping.is_converged(s2, rate, tol)
+    bound = np.where(small1, 0.0, bound)
     if xtol is not None:
-        small1 = np.linalg.norm(r, axis=1) <= xtol
-        small2 = ~small1 & (np.linalg.norm(v2 - v1, axis=1) <= xtol)
-        small = small1 | small2
+        by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)
+        by_x2 = ~small1 & ~small2 & ~by_x1 & (np.linalg.norm(v2 - v1, axis=1) <= xtol)
+        bound = np.where(by_x1 | by_x2, np.nan, bound)
+        small1, small2 = small1 | by_x1, small2 | by_x2
+    small = small1 | small2
+    r = v1 - v
     w = v2 - v1 - r
     sr2, sv2 = np.sum(r * r, axis=1), np.sum(w * w, axis=1)
     degenerate = (sr2 == 0) | (sv2 == 0)
@@ -553,12 +575,11 @@ def _squarem_cycle(d, v, ll, step_max, xtol):
     grow = (accepted == first_alpha) & (first_alpha == step_max) & ~degenerate
     step_max = np.where(grow, 4.0 * step_max, np.where(accepted < first_alpha, accepted, step_max))
     step_max = np.maximum(step_max, 1.0)
-    if xtol is not None:
-        # The xtol rule inside the cycle: stop at the first short plain step.
-        candidate = np.where(small1[:, None], v1, np.where(small2[:, None], v2, candidate))
-        value = np.where(small1, ll1, np.where(small2, ll2, value))
-        used = np.where(small1, 1, used)
-    return candidate, value, used, small, step_max
+    # Converged genes stop at their last plain step.
+    candidate = np.where(small1[:, None], v1, np.where(small2[:, None], v2, candidate))
+    value = np.where(small1, ll1, np.where(small2, ll2, value))
+    used = np.where(small1, 1, used)
+    return candidate, value, used, small, step_max, rho, bound
 
 
 def _guard(old, new, genes, iteration):
@@ -574,7 +595,13 @@ def _guard(old, new, genes, iteration):
         )
 
 
-def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol) -> ZINBMatrixResult:
+def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
+    """Every gene's EM at once; returns the arrays of a :class:`ZINBMatrixResult`.
+
+    Genes that meet the stopping rule leave the active set; once a quarter of them have,
+    the data are cut down to the live genes. With ``record`` (one gene), the packed
+    parameters after every iteration are kept too.
+    """
     g = d.n_genes
     v = _pack(*start)
     ll, _ = _loglik_and_share(d, *start)
@@ -588,8 +615,12 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol) -> ZINBMatrixR
     n_iter = np.zeros(g, dtype=np.int64)
     converged = np.zeros(g, dtype=bool)
     step_max = np.ones(g)
+    last_rho = np.full(g, np.inf)
+    last_step = np.full(g, np.inf)
+    bound = np.full(g, np.inf)
     record_genes = [np.arange(g)]
     record_values = [ll.copy()]
+    path = [v[0].copy()] if record else None
     sub_genes = np.arange(g)  # the genes of ``sub``; the loop computes on all of them
     sub = d
     live = np.ones(g, dtype=bool)  # which genes of ``sub`` are still iterating
@@ -598,27 +629,39 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol) -> ZINBMatrixR
         iteration += 1
         va, lla = v[sub_genes], ll[sub_genes]
         if accelerate == "squarem" and np.all(max_iter - n_iter[sub_genes[live]] >= 3):
-            v_new, ll_new, used, small, new_step_max = _squarem_cycle(
-                sub, va, lla, step_max[sub_genes], xtol
+            v_new, ll_new, used, done, new_step_max, rho, new_bound = _squarem_cycle(
+                sub, va, lla, step_max[sub_genes], xtol, tol, last_rho[sub_genes]
             )
+            new_step = last_step[sub_genes]
         else:
             v_new, _ = _em_map(sub, va)
             ll_new, _ = _loglik_and_share(sub, *_unpack(v_new))
             used = np.ones(sub_genes.size, dtype=np.int64)
             new_step_max = step_max[sub_genes]
-            small = (
-                np.zeros(sub_genes.size, dtype=bool)
-                if xtol is None
-                else np.linalg.norm(v_new - va, axis=1) <= xtol
+            new_step = stopping.step_sizes(va, v_new)
+            rate, rho = stopping.slowest_rate(
+                last_rho[sub_genes], stopping.rate_estimate(last_step[sub_genes], new_step)
             )
+            new_bound = stopping.aitken_bound(new_step, rate)
+            done = stopping.is_converged(new_step, rate, tol)
+            if xtol is not None:
+                by_x = ~done & (np.linalg.norm(v_new - va, axis=1) <= xtol)
+                new_bound = np.where(by_x, np.nan, new_bound)
+                done |= by_x
         genes = sub_genes[live]
         _guard(lla[live], ll_new[live], genes, iteration)
         n_iter[genes] += used[live]
-        change = np.abs(ll_new - lla) / np.maximum(np.abs(ll_new), 1.0)
-        done = ((change <= tol) | small)[live]
+        done = done[live]
         v[genes], ll[genes], step_max[genes] = v_new[live], ll_new[live], new_step_max[live]
+        last_rho[genes], last_step[genes], bound[genes] = (
+            rho[live],
+            new_step[live],
+            new_bound[live],
+        )
         record_genes.append(genes)
         record_values.append(ll_new[live])
+        if record and live[0]:
+            path.append(v_new[0].copy())
         converged[genes[done]] = True
         live[live] = ~done & (n_iter[genes] < max_iter)
         if not live.any():
@@ -631,6 +674,10 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol) -> ZINBMatrixR
     values = np.concatenate(record_values)
     order = np.argsort(genes, kind="stable")
     history = np.split(values[order], np.cumsum(np.bincount(genes, minlength=g))[:-1])
+    return v, ll, n_iter, converged, history, bound, path
+
+
+def _matrix_result(d, v, ll, n_iter, converged, history, bound) -> ZINBMatrixResult:
     mu, theta, pi = _unpack(v)
     return ZINBMatrixResult(
         params={"mu": mu, "theta": theta, "pi": pi},
@@ -641,6 +688,23 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol) -> ZINBMatrixR
         param_history=[],
         _model=MODEL,
         _prepared=d,
+        n_iter_total=int(n_iter.sum()),
+        error_bound=bound,
+    )
+
+
+def _gene_result(d, v, ll, n_iter, converged, history, bound, path) -> EMResult:
+    """One gene's run of the matrix loop as the usual :class:`~emlib.em.EMResult`."""
+    return EMResult(
+        params=MODEL.unpack(v[0]),
+        loglik=float(ll[0]),
+        n_iter=int(n_iter[0]),
+        converged=bool(converged[0]),
+        loglik_history=np.asarray(history[0]),
+        param_history=[MODEL.unpack(p) for p in path],
+        _model=MODEL,
+        _prepared=d,
+        error_bound=float(bound[0]),
     )
 
 
@@ -652,9 +716,9 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol) -> ZINBMatrixR
 def fit(
     data,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 10_000,
-    accelerate: str | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     size_factors=None,
     xtol: float | None = None,
@@ -711,24 +775,33 @@ def fit(
     tol, max_iter, accelerate, xtol = check_options(tol, max_iter, accelerate, xtol)
     d = _prepare(data, size_factors)
     start = _check_params(init, d.n_genes) if init is not None else _default_init(d)
+    *arrays, path = _run_matrix(d, start, tol, max_iter, accelerate, xtol, record=not d.matrix)
     if not d.matrix:
-        return run(
-            MODEL,
-            d,
-            [_as_output(d, *start)],
-            tol=tol,
-            max_iter=max_iter,
-            accelerate=accelerate,
-            xtol=xtol,
-        )
-    result = _run_matrix(d, start, tol, max_iter, accelerate, xtol)
+        result = _gene_result(d, *arrays, path)
+        if not result.converged:
+            warnings.warn(
+                non_convergence_message(
+                    "zinb", result.n_iter, max_iter, tol, result.error_bound, accelerate
+                ),
+                convergence.ConvergenceWarning,
+                stacklevel=2,
+            )
+        return result
+    result = _matrix_result(d, *arrays)
     if not result.converged.all():
         stuck = np.flatnonzero(~result.converged)
         shown = ", ".join(str(int(i)) for i in stuck[:10]) + (", ..." if stuck.size > 10 else "")
+        worst = float(np.max(result.error_bound[stuck]))
         warnings.warn(
             f"zinb: {stuck.size} of {d.n_genes} genes stopped after max_iter={max_iter} "
-            f"EM-map evaluations without meeting tol={tol:g} (genes {shown}); raise max_iter"
-            + (", or loosen tol" if accelerate else ", or pass accelerate='squarem'"),
+            f"EM-map evaluations before meeting tol={tol:g} (genes {shown}); the largest "
+            f"estimated distance to the maximum among them is {worst:.1e} (relative; "
+            "their error_bound entries give each). Raise max_iter"
+            + (
+                ", or try other starting values (init)"
+                if accelerate
+                else ", or pass accelerate='squarem'"
+            ),
             convergence.ConvergenceWarning,
             stacklevel=2,
         )

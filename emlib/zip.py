@@ -35,7 +35,7 @@ from emlib._validation import (
     check_probability,
     param_scalar,
 )
-from emlib.em import EMModel, EMResult, run
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
 PARAM_NAMES = ("lam", "pi")
 
@@ -166,9 +166,9 @@ def _default_init(c: _Counts) -> dict:
 def fit(
     data,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 10_000,
-    accelerate: str | None = None,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     xtol: float | None = None,
 ) -> EMResult:

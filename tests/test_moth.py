@@ -99,7 +99,7 @@ def test_random_counts_and_starts_reach_the_closed_form_mle(counts, start):
     # tol is kept well above the precision of ℓ: ℓ is the log multinomial coefficient
     # (~1e3 here) plus Σ x log π (~−1e3), so it carries absolute rounding of ~1e-13 and
     # only ~1e-14 relative; below that, SQUAREM can jitter by one ulp forever.
-    plain = moth.fit(counts, tol=1e-12, init=init, max_iter=20_000)
+    plain = moth.fit(counts, tol=1e-12, init=init, max_iter=20_000, accelerate=None)
     assert plain.converged
     expected = closed_form_mle(counts)
     np.testing.assert_allclose(as_vector(plain.params), expected, atol=1e-6)
@@ -217,7 +217,7 @@ def test_rate_matches_reference_value(fitted):
 def test_rate_matches_empirical_error_ratio(fitted):
     """Along a plain EM run the error shrinks by the rate each step."""
     truth = closed_form_mle(COUNTS)
-    run = moth.fit(COUNTS, tol=1e-15, max_iter=200)
+    run = moth.fit(COUNTS, tol=1e-15, max_iter=200, accelerate=None)
     errors = np.array([np.linalg.norm(as_vector(p) - truth) for p in run.param_history])
     ratios = errors[1:] / errors[:-1]
     # Late enough that the map is linear, early enough that rounding does not dominate.
