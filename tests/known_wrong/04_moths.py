@@ -147,4 +147,38 @@ def em(counts, p0=(1 / 3, 1 / 3, 1 / 3), tol=1e-10, max_iter=1000):
 """,
         "loses": ["test_em_history", "test_em_hidden_history"],
     },
+    {
+        "answer": "em",
+        "why": "stops on the relative change of the log-likelihood, the course's old rule, "
+        "instead of Aitken's bound on the distance to the maximum",
+        "source": """
+def em(counts, p0=(1 / 3, 1 / 3, 1 / 3), tol=1e-8, max_iter=1000):
+    p = np.asarray(p0, dtype=float)
+    history = [phenotype_loglik(counts, p)]
+    for _ in range(max_iter):
+        p = m_step(e_step(counts, p))
+        history.append(phenotype_loglik(counts, p))
+        if abs(history[-1] - history[-2]) / max(abs(history[-1]), 1.0) <= tol:
+            break
+    return p, np.array(history)
+""",
+        "loses": ["test_em_stopping_rule"],
+    },
+    {
+        "answer": "em",
+        "why": "passes the log-likelihood history to converged instead of the iterates p_t: "
+        "the bound then measures l, which converges twice as fast as p",
+        "source": """
+def em(counts, p0=(1 / 3, 1 / 3, 1 / 3), tol=1e-8, max_iter=1000):
+    p = np.asarray(p0, dtype=float)
+    history = [phenotype_loglik(counts, p)]
+    for _ in range(max_iter):
+        p = m_step(e_step(counts, p))
+        history.append(phenotype_loglik(counts, p))
+        if converged(history, tol):
+            break
+    return p, np.array(history)
+""",
+        "loses": ["test_em_stopping_rule"],
+    },
 ]

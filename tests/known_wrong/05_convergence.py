@@ -49,6 +49,46 @@ def run_em(em_map, loglik, theta0, tol=1e-10, max_iter=1000):
         "loses": ["test_run_em_histories", "test_run_em_cap"],
     },
     {
+        "answer": "run_em",
+        "why": "stops on the relative change of the log-likelihood, the course's old rule, "
+        "instead of Aitken's bound on the distance to the fixed point",
+        "source": """
+def run_em(em_map, loglik, theta0, tol=1e-8, max_iter=1000):
+    θ = np.atleast_1d(np.asarray(theta0, dtype=float))
+    thetas = [θ]
+    logliks = [float(loglik(θ))]
+    for _ in range(max_iter):
+        θ = np.atleast_1d(np.asarray(em_map(θ), dtype=float))
+        thetas.append(θ)
+        logliks.append(float(loglik(θ)))
+        if abs(logliks[-1] - logliks[-2]) <= tol * max(abs(logliks[-1]), 1.0):
+            break
+    return np.array(thetas), np.array(logliks)
+""",
+        "loses": ["test_run_em_histories"],
+    },
+    {
+        "answer": "run_em",
+        "why": "forgets the factor rho / (1 - rho): stops when the last relative step is at most "
+        "tol, which is not the rule (too late when rho < 1/2, far too early when rho is near 1)",
+        "source": """
+def run_em(em_map, loglik, theta0, tol=1e-8, max_iter=1000):
+    θ = np.atleast_1d(np.asarray(theta0, dtype=float))
+    thetas = [θ]
+    logliks = [float(loglik(θ))]
+    for _ in range(max_iter):
+        θ_new = np.atleast_1d(np.asarray(em_map(θ), dtype=float))
+        small = np.max(np.abs(θ_new - θ) / np.maximum(1.0, np.abs(θ_new))) <= tol
+        θ = θ_new
+        thetas.append(θ)
+        logliks.append(float(loglik(θ)))
+        if small:
+            break
+    return np.array(thetas), np.array(logliks)
+""",
+        "loses": ["test_run_em_histories"],
+    },
+    {
         "answer": "error_ratios",
         "why": "ratios of the parameter norms, forgetting to subtract θ̂",
         "source": """
