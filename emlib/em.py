@@ -190,21 +190,35 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
     for k, v in nan_result.items():
         if v.ndim == 0:
             nan_result[k] = float("nan")
-    # The finite differences step up to twice the Hessian step in each coordinate.
+    # The finite differences step up to twice the Hessian step in each coordinate; a
+    # coordinate that cannot step both ways is on the boundary of the parameter space.
     reach = 2 * convergence.difference_steps(theta, order=2)
-    if not all(
-        model.in_domain(theta + sign * reach[i] * np.eye(theta.size)[i])
-        for i in range(theta.size)
-        for sign in (-1, 1)
-    ):
+    eye = np.eye(theta.size)
+    interior = np.array(
+        [
+            all(model.in_domain(theta + sign * reach[i] * eye[i]) for sign in (-1, 1))
+            for i in range(theta.size)
+        ],
+        dtype=bool,
+    )
+    if not interior.any():
         warnings.warn(
-            f"{model.name}: the estimate lies on the boundary of the parameter space, where "
-            "the observed information does not give standard errors; they are NaN",
+            f"{model.name}: every coordinate of the estimate lies on the boundary of the "
+            "parameter space, where the observed information does not give standard "
+            "errors; they are NaN",
             RuntimeWarning,
             stacklevel=3,
         )
         return nan_result
-    hess = convergence.hessian(model.objective(prepared), theta)
+    free = np.flatnonzero(interior)
+
+    def embed(sub: np.ndarray) -> np.ndarray:
+        full = theta.copy()
+        full[free] = sub
+        return full
+
+    objective = model.objective(prepared)
+    hess = convergence.hessian(lambda sub: objective(embed(sub)), theta[free])
     info = -hess
     if not np.all(np.isfinite(info)) or np.any(np.linalg.eigvalsh(info) <= 0):
         warnings.warn(
@@ -215,8 +229,22 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
         )
         return nan_result
     cov = np.linalg.inv(info)
-    jac = convergence.jacobian(lambda v: _flatten(model.unpack(v)), theta)
+    jac = convergence.jacobian(lambda sub: _flatten(model.unpack(embed(sub))), theta[free])
     flat_se = np.sqrt(np.maximum(np.diag(jac @ cov @ jac.T), 0.0))
+    # Parameters that move with a boundary coordinate have no standard error.
+    if not interior.all():
+        boundary_jac = convergence.jacobian(
+            lambda sub: _flatten(model.unpack(_with(theta, ~interior, sub))), theta[~interior]
+        )
+        flat_se[np.any(boundary_jac != 0, axis=1)] = np.nan
+        warnings.warn(
+            f"{model.name}: the estimate lies on the boundary of the parameter space in "
+            f"packed coordinate(s) {np.flatnonzero(~interior).tolist()}; their standard "
+            "errors are NaN, and those of the other parameters hold the boundary ones fixed "
+            "(as pscl and MASS::glm.nb report them)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     out: Params = {}
     start = 0
     for name, value in params.items():
@@ -225,6 +253,12 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
         out[name] = float(chunk[0]) if np.ndim(value) == 0 else chunk.copy()
         start += size
     return out
+
+
+def _with(theta: np.ndarray, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    full = theta.copy()
+    full[mask] = values
+    return full
 
 
 def check_options(tol, max_iter, accelerate, xtol):
@@ -382,7 +416,7 @@ def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol, scale) ->
                     params, theta, converged = p2, theta2, True
                 else:
                     params, theta, expected, ll_new, step_max, used = _extrapolate(
-                        model, prepared, theta, ll, theta1, theta2, p2, step_max
+                        model, prepared, theta, ll, theta1, theta2, p2, step_max, scale
                     )
                     n_eval += used
         else:
@@ -423,16 +457,19 @@ def _short(step: np.ndarray, xtol) -> bool:
     return xtol is not None and bool(np.sqrt(step @ step) <= xtol)
 
 
-def _extrapolate(model, prepared, theta, ll, theta1, theta2, p2, step_max):
+def _extrapolate(model, prepared, theta, ll, theta1, theta2, p2, step_max, scale=1.0):
     """The SQUAREM extrapolation of one cycle, with one stabilising EM step and the check.
 
     Returns the accepted point (params, packed, its E-step output, ℓ), the new step
     bound and the number of EM-map evaluations used (1 for the stabilising step, 0 when
-    the cycle falls back to ``theta2`` before it, which needs only an E-step).
+    the cycle falls back to ``theta2`` before it, which needs only an E-step). The step
+    length α is measured in the stopping rule's units (coordinates divided by ``scale``),
+    so the extrapolation too does not depend on the units of the data.
     """
     r = theta1 - theta
     v = theta2 - theta1 - r
-    sr2, sv2 = float(r @ r), float(v @ v)
+    r_scaled, v_scaled = r / scale, v / scale
+    sr2, sv2 = float(r_scaled @ r_scaled), float(v_scaled @ v_scaled)
     used = 0
     alpha = 1.0 if sv2 == 0.0 or sr2 == 0.0 else min(step_max, max(1.0, np.sqrt(sr2 / sv2)))
     if alpha > 1.0:
