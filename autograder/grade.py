@@ -26,7 +26,6 @@ import secrets
 import shutil
 import tempfile
 import urllib.parse
-import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -35,6 +34,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import REPO, config
+from autograder.collect import collect_zips
 
 FLAGS = (
     "timeout",
@@ -67,57 +67,18 @@ def source_assignments(course: Path) -> dict[str, list[str]]:
     }
 
 
-def collect_zips(folder: Path, dest: Path, known: dict[str, list[str]]) -> Path:
-    """Unpack LMS downloads into ``dest/<student>/<assignment>/<notebook>.ipynb``.
+def tasks(
+    folder: Path, course: Path, students=None, assignments=None, problems=None
+) -> list[dict]:
+    """One task per student and assignment found (assignments nobody submitted are left out).
 
-    A zip may hold ``<student>/<assignment>/<nb>.ipynb`` or ``<assignment>/<nb>.ipynb``
-    (the student is then the zip's name), or, as learning-management systems download one
-    assignment, be named after the assignment and hold ``<student>_<anything>_<nb>.ipynb``
-    or ``<student>/<nb>.ipynb``.
+    ``problems`` (``{student: [notes]}``, from collecting zips) adds a flagged task for each
+    student whose archive could not be used, so that nobody silently disappears.
     """
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    by_notebook = {nb: a for a, nbs in known.items() for nb in nbs}
-    for archive in sorted(folder.glob("*.zip")):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                parts = [p for p in Path(info.filename).parts if p not in ("", ".", "..")]
-                if info.is_dir() or not parts or parts[-1].startswith("."):
-                    continue
-                name = parts[-1]
-                if archive.stem in known:  # one assignment, many students
-                    assignment = archive.stem
-                    if len(parts) >= 2:
-                        student, file = parts[-2], name
-                    else:
-                        student, _, file = name.partition("_")
-                        nbs = known[assignment]
-                        file = next(
-                            (f"{n}.ipynb" for n in nbs if name.endswith(f"_{n}.ipynb")), file
-                        )
-                elif len(parts) >= 3:
-                    student, assignment, file = parts[-3], parts[-2], name
-                elif len(parts) == 2:
-                    student, assignment, file = archive.stem, parts[0], name
-                else:
-                    student, file = archive.stem, name
-                    assignment = by_notebook.get(Path(name).stem, "unknown")
-                if not student or assignment not in known:
-                    continue
-                target = dest / _safe(student) / assignment / _safe(file)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(zf.read(info))
-    return dest
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.() -]", "_", name).strip() or "_"
-
-
-def tasks(folder: Path, course: Path, students=None, assignments=None) -> list[dict]:
-    """One task per student and assignment found (assignments nobody submitted are left out)."""
     known = source_assignments(course)
-    people = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    problems = problems or {}
+    people = {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    people = sorted(people | set(problems))
     seen = {a for s in people for a in known if (folder / s / a).is_dir()}
     wanted = [a for a in known if a in seen or (assignments and a in assignments)]
     if assignments:
@@ -129,15 +90,16 @@ def tasks(folder: Path, course: Path, students=None, assignments=None) -> list[d
         if students and student not in students:
             continue
         for assignment in wanted:
-            out.append(
-                {
-                    "student": student,
-                    "assignment": assignment,
-                    "folder": str(folder / student / assignment),
-                    "notebooks": known[assignment],
-                    "course": str(course),
-                }
-            )
+            task = {
+                "student": student,
+                "assignment": assignment,
+                "folder": str(folder / student / assignment),
+                "notebooks": known[assignment],
+                "course": str(course),
+            }
+            if student in problems and not (folder / student / assignment).is_dir():
+                task["problems"] = list(problems[student])
+            out.append(task)
     return out
 
 
@@ -564,9 +526,20 @@ def grade(
     submissions, out, course = Path(submissions).resolve(), Path(out).resolve(), Path(course)
     out.mkdir(parents=True, exist_ok=True)
     known = source_assignments(course)
-    folder = submissions
-    if any(submissions.glob("*.zip")):
-        folder = collect_zips(submissions, out / COLLECTED, known)
+    folder, problems = submissions, {}
+    if any(p.suffix.lower() == ".zip" and p.is_file() for p in submissions.iterdir()):
+        collected = collect_zips(submissions, out / COLLECTED, known)
+        folder, problems = collected.folder, collected.problems
+        _write_atomic(
+            out / "collected.json",
+            json.dumps(
+                {
+                    "taken": {f"{s}/{a}": src for (s, a), src in sorted(collected.taken.items())},
+                    "problems": problems,
+                },
+                indent=1,
+            ),
+        )
     settings = {
         "timeout": timeout,
         "notebook_timeout": notebook_timeout,
@@ -575,7 +548,7 @@ def grade(
         "seed_key": _seed_key(out),
     }
     todo = []
-    for task in tasks(folder, course, students, assignments):
+    for task in tasks(folder, course, students, assignments, problems):
         task["out"] = str(out)
         task["fingerprint"] = fingerprint(task, settings)
         state = _state_path(out, task)

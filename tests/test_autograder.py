@@ -35,7 +35,9 @@ FIXTURES = Path(__file__).parent / "submissions"
 TOY = FIXTURES / "course"
 CLASS = FIXTURES / "class"
 TIMEOUT = 5
+NOTEBOOK_TIMEOUT = 30
 ISOLATED, WHY = isolation_available()
+LIMITS = {"timeout": TIMEOUT, "notebook_timeout": NOTEBOOK_TIMEOUT, "progress": False}
 
 
 def _class_copy(tmp: Path) -> Path:
@@ -48,6 +50,8 @@ def _class_copy(tmp: Path) -> Path:
     release(["toy"], root=course)
     (folder / "unfilled" / "toy").mkdir(parents=True, exist_ok=True)
     shutil.copy(course / "course" / "toy" / "toy.ipynb", folder / "unfilled" / "toy")
+    if not ISOLATED:  # without the sandbox's quota it would really write 2 GiB
+        shutil.rmtree(folder / "disk_bomb")
     return folder
 
 
@@ -68,14 +72,7 @@ def graded(tmp_path_factory):
     folder = _class_copy(tmp)
     out = tmp / "out"
     start = time.monotonic()
-    results = grade(
-        folder,
-        out,
-        course=TOY,
-        jobs=2,
-        timeout=TIMEOUT,
-        progress=False,
-    )
+    results = grade(folder, out, course=TOY, jobs=2, **LIMITS)
     return {
         "folder": folder,
         "out": out,
@@ -163,6 +160,54 @@ def test_answer_using_the_reference_library_earns_nothing_for_its_exercise(grade
     assert grades["test_square"]["score"] == 2
 
 
+def test_an_honest_self_check_that_calls_emlib_costs_nothing(graded):
+    _check(graded, "emlib_selfcheck", 5, ["needs_manual"])
+
+
+def test_the_notebook_time_limit_stops_many_slow_cells(graded):
+    _check(graded, "slow_cells", 5, ["timeout", "needs_manual"])
+    text = _text(graded["out"] / "feedback" / "slow_cells" / "toy" / "toy.html")
+    assert "time limit is up" in text
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
+def test_the_disk_quota_stops_a_kernel_that_fills_its_folder(graded):
+    _check(graded, "disk_bomb", 5, ["disk_limit", "needs_manual"])
+    text = _text(graded["out"] / "feedback" / "disk_bomb" / "toy" / "toy.html")
+    (written,) = re.findall(r"wrote (\d+) MiB", text)
+    assert int(written) <= 256
+
+
+def test_student_html_and_script_are_inert_in_the_feedback(graded):
+    page = (graded["out"] / "feedback" / "html_feedback" / "toy" / "toy.html").read_text()
+    _check(graded, "html_feedback", 5, ["needs_manual"])
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert '<b id="pwned-html">' not in page  # the HTML output is not rendered
+    assert "<script>document.title" not in page
+    assert '<img src="x" onerror' not in page  # the student's markdown is text
+    assert "PWNED-MARKDOWN" in _text(
+        graded["out"] / "feedback" / "html_feedback" / "toy" / "toy.html"
+    )
+
+
+@pytest.mark.parametrize("student", ["jo@uni", "jo_uni", "[x]"])
+def test_student_names_are_kept_exactly(graded, student):
+    _check(graded, student, 5, ["needs_manual"])
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
+def test_nothing_a_kernel_leaves_in_shared_places_reaches_the_next(graded, tmp_path):
+    folder = tmp_path / "class"
+    for student in ("ipc_a_leaves", "ipc_b_reads"):
+        shutil.copytree(graded["folder"] / student, folder / student)
+    out = tmp_path / "out"
+    grade(folder, out, course=TOY, jobs=1, **LIMITS)  # one worker: a, then b
+    text = _text(out / "feedback" / "ipc_b_reads" / "toy" / "toy.html")
+    assert "LEAK-NONE" in text and "LEAK-FOUND" not in text
+    assert not Path("/run/lock/emcourse-leak").exists()
+    assert not Path("/dev/shm/emcourse-leak").exists()
+
+
 def test_huge_output_is_truncated_and_graded(graded):
     _check(graded, "huge_output", 5, ["needs_manual"])
     feedback = graded["out"] / "feedback" / "huge_output" / "toy" / "toy.html"
@@ -218,7 +263,7 @@ def test_grading_again_skips_everyone_and_gives_the_same_csv(graded):
     out = graded["out"]
     before = (out / "grades.csv").read_bytes()
     start = time.monotonic()
-    grade(graded["folder"], out, course=TOY, timeout=TIMEOUT, progress=False)
+    grade(graded["folder"], out, course=TOY, **LIMITS)
     assert time.monotonic() - start < 20
     assert (out / "grades.csv").read_bytes() == before
 
@@ -231,10 +276,9 @@ def test_regrading_one_student_changes_nothing_else(graded):
         graded["folder"],
         out,
         course=TOY,
-        timeout=TIMEOUT,
         students=["wrong_cube"],
         force=True,
-        progress=False,
+        **LIMITS,
     )
     assert (out / "grades.csv").read_bytes() == before
     changed = {
@@ -252,7 +296,7 @@ def test_zip_downloads_graded_alone_give_the_same_grades(graded, tmp_path):
             path = graded["folder"] / student / "toy" / "toy.ipynb"
             zf.write(path, f"{student}/toy.ipynb")
     out = tmp_path / "out"
-    grade(zips, out, course=TOY, timeout=TIMEOUT, progress=False)
+    grade(zips, out, course=TOY, **LIMITS)
     rows = _rows(out)
     assert set(rows) == {"correct", "wrong_cube"}
     for student, row in rows.items():
@@ -266,6 +310,7 @@ def test_interrupted_run_resumes_without_regrading_or_losing_grades(graded, tmp_
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out)]
     cmd += ["--course", str(TOY), "--timeout", str(TIMEOUT), "--jobs", "1", "--quiet"]
+    cmd += ["--notebook-timeout", str(NOTEBOOK_TIMEOUT)]
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
     deadline = time.monotonic() + 90
     while not list((out / STATE).glob("*.json")) and time.monotonic() < deadline:
@@ -274,7 +319,7 @@ def test_interrupted_run_resumes_without_regrading_or_losing_grades(graded, tmp_
     proc.wait(timeout=60)
     done = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
     assert 1 <= len(done) < 4, done
-    grade(folder, out, course=TOY, timeout=TIMEOUT, jobs=2, progress=False)
+    grade(folder, out, course=TOY, jobs=2, **LIMITS)
     after = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
     assert len(after) == 4
     assert all(after[name] == mtime for name, mtime in done.items())
