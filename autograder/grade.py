@@ -254,7 +254,7 @@ def grade_one(task: dict, settings: dict) -> dict:
             notes[name] = f"Grading {name}.ipynb failed: {type(error).__name__}: {error}"[:500]
             continue
         flags |= run_flags
-        _score(grades[name], outcomes, sc["solution"][name], release, flags)
+        _score(grades[name], outcomes, sc["solution"][name], release, flags, nb)
         _verdicts(nb, outcomes, grades[name])
         judged[name] = nb
     if any(g["needs_manual"] for nb in grades.values() for g in nb.values()):
@@ -357,7 +357,13 @@ def _output_flags(nb) -> set[str]:
     return flags
 
 
-def _score(grades: dict, outcomes, solution, release, flags: set[str]) -> None:
+def _source_of(nb, gid: str) -> str | None:
+    from autograder import cells
+
+    return next((c.source.strip() for c in nb.cells if cells.grade_id(c) == gid), None)
+
+
+def _score(grades: dict, outcomes, solution, release, flags: set[str], submitted=None) -> None:
     """Points for each test from the judge's outcomes; an exercise that used emlib earns none."""
     from autograder import cells
     from autograder.submission import exercises
@@ -381,7 +387,12 @@ def _score(grades: dict, outcomes, solution, release, flags: set[str]) -> None:
             grades[gid]["score"] = grades[gid]["max_score"] if by_id[gid].passed else 0.0
             grades[gid]["seed"] = by_id[gid].seed
         elif cell.cell_type == "markdown" or cells.is_answer(cell):
-            grades[gid]["needs_manual"] = True  # a written answer: a person grades it
+            # A written answer: a person grades it, unless it is still the release's stub
+            # (nbgrader's rule: an untouched answer scores 0 by itself).
+            untouched = submitted is not None and _source_of(submitted, gid) == _source_of(
+                release, gid
+            )
+            grades[gid]["needs_manual"] = not untouched
 
 
 def _verdicts(nb, outcomes, grades) -> None:

@@ -1,7 +1,8 @@
 """Every autograded exercise loses its points to the known-wrong answers in tests/known_wrong/.
 
-Each wrong answer is graded by nbgrader itself: the solution notebook with only that answer
-cell replaced is submitted and autograded in a scratch course.
+Each wrong answer is graded by the grader's own judge (tests/grading_harness.py): the
+solution typed into the released notebook runs in a sandboxed grading kernel, that answer is
+replaced by the wrong one, and every test is judged as in a graded submission.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from autograder import cells
 from autograder.release import assignments
-from tests.nbgrader_harness import grade, solution_notebook, with_answers
+from tests.grading_harness import UNFILLED, grade_many, solution_notebook
 
 KNOWN_WRONG = Path(__file__).parent / "known_wrong"
 
@@ -28,18 +29,23 @@ def _wrong_answers(assignment: str) -> list[dict]:
     return module.WRONG
 
 
-@pytest.fixture(scope="module", params=assignments())
-def graded(request):
-    """Grade, once per assignment: the solution, the unfilled release, every wrong answer."""
-    from autograder import config  # noqa: F401  (puts the venv's bin/ on PATH)
+@pytest.fixture(scope="session")
+def all_graded():
+    """Every chapter's solution, unfilled release and wrong answers, graded once."""
+    jobs = {
+        a: {f"wrong{i}": {w["answer"]: w["source"]} for i, w in enumerate(_wrong_answers(a))}
+        for a in assignments()
+    }
+    return grade_many(jobs)
 
+
+@pytest.fixture(params=assignments())
+def graded(request, all_graded):
     assignment = request.param
     _, nb = solution_notebook(assignment)
-    wrong = _wrong_answers(assignment)
-    submissions = {"correct": nb}
-    for i, item in enumerate(wrong):
-        submissions[f"wrong{i}"] = with_answers(nb, {item["answer"]: item["source"]})
-    return assignment, nb, wrong, grade(assignment, submissions, unfilled="unfilled")
+    scores = dict(all_graded[assignment])
+    scores["unfilled"] = scores.pop(UNFILLED)
+    return assignment, nb, _wrong_answers(assignment), scores
 
 
 def test_correct_answers_earn_full_marks(graded):

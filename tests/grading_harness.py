@@ -1,0 +1,119 @@
+"""Grade many variants of one chapter's answers with the grader's own judge, cheaply.
+
+:func:`grade_variants` runs the chapter's notebook, with the solutions typed into the
+released student version, once in a sandboxed grading kernel
+(:class:`autograder.execute.GradingSession`, through the grader's scratch course). Then,
+for each variant, it redefines the replaced answers in that kernel, judges every test with
+:func:`autograder.judge.judge` exactly as a graded submission is judged, scores with the
+grader's own :func:`autograder.grade._score`, and puts the correct answers back. One kernel
+per chapter instead of one per variant; the same judge, sandbox and scoring as grading.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import nbformat
+
+from autograder import REPO, SOLUTIONS, cells
+
+UNFILLED = "unfilled"
+
+
+def solution_notebook(assignment: str) -> tuple[str, nbformat.NotebookNode]:
+    """The (single) notebook of an assignment: its file name and contents."""
+    paths = sorted((SOLUTIONS / assignment).glob("*.ipynb"))
+    if len(paths) != 1:
+        raise ValueError(f"{assignment} should hold one notebook; found {paths}")
+    return paths[0].name, nbformat.read(paths[0], as_version=4)
+
+
+def typed(solution, release):
+    """The released notebook with every solution typed in, as a student would."""
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        if cells.is_answer(cell) and cell.cell_type == "code":
+            source = cells.find(solution, cells.grade_id(cell)).source
+            cell.source = "\n".join(ln for ln in source.splitlines() if "### " not in ln)
+    return nb
+
+
+def grade_many(jobs: dict[str, dict[str, dict[str, str]]], workers: int = 2) -> dict:
+    """:func:`grade_variants` for several assignments at once, in worker processes.
+
+    ``jobs`` maps an assignment to its variants; returns ``{assignment: scores}``.
+    """
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+        futures = {a: pool.submit(grade_variants, a, v) for a, v in jobs.items()}
+        return {a: f.result() for a, f in futures.items()}
+
+
+def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict:
+    """Scores of the solution (``"correct"``), the unfilled release and each variant.
+
+    ``variants`` maps a name to ``{answer grade_id: new source}``. Returns
+    ``{name: {grade_id: (score, max_score)}}``.
+    """
+    from autograder import grade, judge
+    from autograder.execute import GradingSession
+    from autograder.submission import prepare
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    settings = {
+        "timeout": 120,
+        "notebook_timeout": 1200,
+        "memory_limit": None,
+        "sandbox": True,
+        "seed_key": secrets.token_hex(16),
+        "hide": [],
+    }
+    sc = grade._scratch(str(REPO), assignment, settings)
+    ((name, release),) = sc["release"].items()
+    solution = sc["solution"][name]
+    stubs = {cells.grade_id(c): c.source for c in release.cells if cells.is_answer(c)}
+    correct = {gid: cells.find(solution, gid).source for gid in stubs}
+    nb, _ = prepare(typed(solution, release), release)
+    key = bytes.fromhex(settings["seed_key"])
+
+    def scores(caller, label):
+        outcomes = judge.judge(
+            solution,
+            caller,
+            base=sc["namespace"][name],
+            seed_of=lambda gid: judge.cell_seed(key, label, assignment, gid),
+            hidden=sc["hidden"][name],
+        )
+        grades = {
+            gid: {"score": 0.0, "max_score": float(top), "needs_manual": False}
+            for gid, top in sc["max"][name].items()
+        }
+        grade._score(grades, outcomes, solution, release, set())
+        return {gid: (g["score"], g["max_score"]) for gid, g in grades.items()}
+
+    def then(session):
+        caller = judge.Caller(session, call_timeout=120.0)
+
+        def define(sources: dict[str, str]):
+            for gid, source in sources.items():
+                code = "\n".join(ln for ln in source.splitlines() if "### " not in ln)
+                reply = session.wait_for_reply(session.kc.execute(code, store_history=False))
+                if reply["content"]["status"] != "ok" and sources is correct:
+                    raise RuntimeError(f"{assignment}: the solution of {gid} does not run")
+
+        out = {"correct": scores(caller, "correct")}
+        for label, replacements in variants.items():
+            define(replacements)
+            out[label] = scores(caller, label)
+            define({gid: correct[gid] for gid in replacements})
+        define(stubs)
+        out[UNFILLED] = scores(caller, UNFILLED)
+        return out
+
+    session = GradingSession(config=sc["config"])
+    resources = {"metadata": {"path": str(sc["root"] / "solutions" / assignment)}}
+    return session.run(nb, resources, then, is_test=cells.is_test)
