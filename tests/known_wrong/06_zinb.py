@@ -212,4 +212,56 @@ WRONG = [
 """,
         "loses": ["test_zinb_em_gradient", "test_zinb_em_hidden"],
     },
+    {
+        "answer": "zinb_em",
+        "why": "stops on the relative change of the log-likelihood, the course's old rule, "
+        "instead of Aitken's bound on the distance to the maximum",
+        "source": """def zinb_em(y, mu0, theta0, pi0, tol=1e-8, max_iter=10_000):
+    y = np.asarray(y)
+
+    def loglik(mu, theta, pi):
+        log_nb = nb_logpmf(y, mu, theta)
+        log_zero = np.logaddexp(np.log(pi), np.log1p(-pi) + log_nb)
+        return float(np.sum(np.where(y == 0, log_zero, np.log1p(-pi) + log_nb)))
+
+    mu, theta, pi = float(mu0), float(theta0), float(pi0)
+    history = [loglik(mu, theta, pi)]
+    for _ in range(max_iter):
+        resp = e_step(y, mu, theta, pi)
+        pi, mu = m_step_pi_mu(y, resp)
+        theta = fit_theta(y, 1.0 - resp, mu)
+        history.append(loglik(mu, theta, pi))
+        if abs(history[-1] - history[-2]) <= tol * max(abs(history[-1]), 1.0):
+            break
+    return mu, theta, pi, np.array(history)
+""",
+        "loses": ["test_zinb_em_stopping_rule"],
+    },
+    {
+        "answer": "zinb_em",
+        "why": "the source's rule: stops when |pi_new - pi| < tol, watching one parameter's last "
+        "step and not the distance still to go",
+        "source": """def zinb_em(y, mu0, theta0, pi0, tol=1e-8, max_iter=10_000):
+    y = np.asarray(y)
+
+    def loglik(mu, theta, pi):
+        log_nb = nb_logpmf(y, mu, theta)
+        log_zero = np.logaddexp(np.log(pi), np.log1p(-pi) + log_nb)
+        return float(np.sum(np.where(y == 0, log_zero, np.log1p(-pi) + log_nb)))
+
+    mu, theta, pi = float(mu0), float(theta0), float(pi0)
+    history = [loglik(mu, theta, pi)]
+    for _ in range(max_iter):
+        resp = e_step(y, mu, theta, pi)
+        pi_new, mu = m_step_pi_mu(y, resp)
+        theta = fit_theta(y, 1.0 - resp, mu)
+        small = abs(pi_new - pi) < tol
+        pi = pi_new
+        history.append(loglik(mu, theta, pi))
+        if small:
+            break
+    return mu, theta, pi, np.array(history)
+""",
+        "loses": ["test_zinb_em_stopping_rule"],
+    },
 ]

@@ -145,6 +145,23 @@ WRONG = [
         "loses": ["test_em_recovers", "test_em_history", "test_em_hidden"],
     },
     {
+        "answer": "em",
+        "why": "stops on the relative change of the log-likelihood, |l_t - l_(t-1)| < tol |l_t|, "
+        "the chapter's old rule, instead of Aitken's bound on the distance to the maximum",
+        "source": """def em(x, init, tol=1e-8, max_iter=1000):
+    params = {name: np.array(init[name], dtype=float) for name in ("weights", "means", "thetas")}
+    history = [mixture_loglik(x, params)]
+    for _ in range(max_iter):
+        params = m_step(x, e_step(x, params))
+        history.append(mixture_loglik(x, params))
+        if abs(history[-1] - history[-2]) < tol * abs(history[-1]):
+            break
+    order = np.argsort(params["means"])
+    return {name: value[order] for name, value in params.items()}, np.array(history)
+""",
+        "loses": ["test_em_stopping_rule"],
+    },
+    {
         "answer": "bic",
         "why": "counts 3k parameters, forgetting that the mixing weights sum to one",
         "source": '''def bic(loglik, k, n):
