@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import secrets
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -22,6 +23,9 @@ import nbformat
 from autograder import REPO, SOLUTIONS, cells
 
 UNFILLED = "unfilled"
+#: Seconds one call of an answer may take: far more than any correct answer needs, and what a
+#: wrong answer that never ends costs per call.
+CALL_TIMEOUT = 6.0
 
 
 def solution_notebook(assignment: str) -> tuple[str, nbformat.NotebookNode]:
@@ -96,7 +100,7 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
         return {gid: (g["score"], g["max_score"]) for gid, g in grades.items()}
 
     def then(session):
-        caller = judge.Caller(session, call_timeout=120.0)
+        caller = judge.Caller(session, call_timeout=CALL_TIMEOUT)
 
         def define(sources: dict[str, str]):
             for gid, source in sources.items():
@@ -108,7 +112,10 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
         out = {"correct": scores(caller, "correct")}
         for label, replacements in variants.items():
             define(replacements)
+            start = time.monotonic()
             out[label] = scores(caller, label)
+            if os.environ.get("HARNESS_TIMES"):
+                print(assignment, label, f"{time.monotonic() - start:.1f} s", flush=True)
             define({gid: correct[gid] for gid in replacements})
         define(stubs)
         out[UNFILLED] = scores(caller, UNFILLED)
