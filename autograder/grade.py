@@ -395,6 +395,10 @@ def _score(grades: dict, outcomes, solution, release, flags: set[str], submitted
             grades[gid]["needs_manual"] = not untouched
 
 
+def _points_text(points: float) -> str:
+    return f"{points:g} point" + ("" if points == 1 else "s")
+
+
 def _verdicts(nb, outcomes, grades) -> None:
     """Replace each test cell's outputs by the judge's verdict, for the feedback."""
     from nbformat.v4 import new_output
@@ -410,7 +414,9 @@ def _verdicts(nb, outcomes, grades) -> None:
         if outcome.passed:
             cell.outputs = [
                 new_output(
-                    "stream", name="stdout", text=f"Passed ({points['max_score']:g} points).\n"
+                    "stream",
+                    name="stdout",
+                    text=f"Passed ({_points_text(points['max_score'])}).\n",
                 )
             ]
         else:
