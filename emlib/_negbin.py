@@ -189,12 +189,52 @@ def _group_sum(values, group, n_groups) -> np.ndarray:
     return np.bincount(group, weights=values, minlength=n_groups)
 
 
+def _live_entries(live, group, y, w, *more):
+    """``(y, w, group, *more)`` cut to the entries of the live groups (order kept)."""
+    keep = live[group]
+    if keep.all():
+        return (y, w, group, *more)
+    return (y[keep], w[keep], group[keep], *(a[keep] for a in more))
+
+
+def _grouped_ratio(y, t, group, func, asymptotic) -> np.ndarray:
+    """``func(y + θ_g) − func(θ_g)`` per entry, ``func(θ_g)`` computed once per group.
+
+    As :func:`_by_branch`: the asymptotic difference where 100 ≤ θ_g < ∞, 0 at θ_g = ∞.
+    """
+    tg = t[group]
+    small = tg < _STIRLING_FROM
+    per_group = func(np.where(t < _STIRLING_FROM, t, 1.0))
+    if small.all():
+        return func(y + tg) - per_group[group]
+    out = np.zeros(y.shape)
+    large = ~small & np.isfinite(tg)
+    if small.any():
+        out[small] = func(y[small] + tg[small]) - per_group[group[small]]
+    if large.any():
+        out[large] = asymptotic(y[large], tg[large])
+    return out
+
+
+def _digamma_ratio_grouped(y, t, group) -> np.ndarray:
+    """:func:`digamma_ratio` of ``(y, t[group])``, with ψ(θ) evaluated once per group."""
+    return _grouped_ratio(y, t, group, digamma, _digamma_ratio_asymptotic)
+
+
+def _trigamma_ratio_grouped(y, t, group) -> np.ndarray:
+    """:func:`trigamma_ratio` of ``(y, t[group])``, with ψ'(θ) evaluated once per group."""
+    return _grouped_ratio(y, t, group, _trigamma, _trigamma_ratio_asymptotic)
+
+
 def _log_root(
     func, x0, *, x_alt=None, active=None, lower=_LOG_THETA_MIN, upper=_LOG_THETA_MAX, max_steps=200
 ):
     """Root of per-group functions of a log-scale variable, by safeguarded Newton.
 
-    ``func(x) -> (g, dg)`` for every group at once; each g is positive left of its root
+    ``func(x, live) -> (g, dg)`` for every group at once (``live``, a boolean mask, marks
+    the groups still iterating: only their entries need be computed, the others' values are
+    ignored, so a few slow roots do not cost a pass over every group's data); each g is
+    positive left of its root
     and negative right of it (a maximum of the objective whose derivative g is). Newton
     steps are limited to a factor e² in the original scale; once a sign change brackets
     the root, a Newton step leaving the bracket is replaced by bisection. A root beyond
@@ -206,17 +246,17 @@ def _log_root(
     x = np.clip(np.asarray(x0, dtype=float), lower, upper)
     lo = np.full_like(x, -np.inf)
     hi = np.full_like(x, np.inf)
-    if x_alt is not None:
-        xa = np.clip(np.asarray(x_alt, dtype=float), lower, upper)
-        ga, _ = func(xa)
-        lo = np.where(ga > 0, xa, lo)
-        hi = np.where(ga < 0, xa, hi)
-        x = np.where(((ga > 0) & (xa > x)) | ((ga < 0) & (xa < x)), xa, x)
     done = np.zeros(x.shape, dtype=bool) if active is None else ~np.asarray(active)
     if done.all():
         return x
+    if x_alt is not None:
+        xa = np.clip(np.asarray(x_alt, dtype=float), lower, upper)
+        ga, _ = func(xa, ~done)
+        lo = np.where(ga > 0, xa, lo)
+        hi = np.where(ga < 0, xa, hi)
+        x = np.where(~done & (((ga > 0) & (xa > x)) | ((ga < 0) & (xa < x))), xa, x)
     for _ in range(max_steps):
-        g, dg = func(x)
+        g, dg = func(x, ~done)
         lo = np.where(g > 0, np.maximum(lo, x), lo)
         hi = np.where(g < 0, np.minimum(hi, x), hi)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -312,11 +352,13 @@ def _profile_theta(y, w, group, n_groups, mu, total_w, theta_start):
     positive = y > 0  # zeros add nothing to Σ w [ψ(y+θ) − ψ(θ)]
     yp, wp, gp = y[positive], w[positive], group[positive]
 
-    def score(x):
+    def score(x, live):
         t = np.exp(x)
-        tp = t[gp]
-        g1 = _group_sum(wp * digamma_ratio(yp, tp), gp, n_groups) - total_w * np.log1p(mu / t)
-        h1 = _group_sum(wp * trigamma_ratio(yp, tp), gp, n_groups) + total_w * mu / (t * (t + mu))
+        ys, ws, gs = _live_entries(live, gp, yp, wp)
+        g1 = _group_sum(ws * _digamma_ratio_grouped(ys, t, gs), gs, n_groups)
+        g1 = g1 - total_w * np.log1p(mu / t)
+        h1 = _group_sum(ws * _trigamma_ratio_grouped(ys, t, gs), gs, n_groups)
+        h1 = h1 + total_w * mu / (t * (t + mu))
         return t * g1, t * g1 + t * t * h1
 
     root = _log_root(score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over)
@@ -374,7 +416,7 @@ def _conditional_mu(y, w, group, n_groups, s, theta, mu, poisson_mu):
     tg = np.where(finite, theta, 1.0)[group]
     fin = finite[group]
 
-    def score(x):
+    def score(x, live):  # cheap per entry: computed for every group
         m = np.exp(x)[group] * s
         frac = m / (tg + m)
         g_entries = np.where(fin, y - (y + tg) * frac, y - m)
@@ -403,13 +445,16 @@ def _conditional_theta(y, w, group, n_groups, s, mu, theta):
     x0 = np.log(_start_theta(theta, moment))
     x_alt = np.log(moment)
 
-    def score(x):
+    def score(x, live):
         t = np.exp(x)
-        tg = t[group]
-        g_entries = digamma_ratio(y, tg) - np.log1p(m / tg) + (m - y) / (tg + m)
-        h_entries = trigamma_ratio(y, tg) + m / (tg * (tg + m)) - (m - y) / (tg + m) ** 2
-        g1 = _group_sum(w * g_entries, group, n_groups)
-        h1 = _group_sum(w * h_entries, group, n_groups)
+        ys, ws, gs, ms = _live_entries(live, group, y, w, m)
+        tg = t[gs]
+        g_entries = _digamma_ratio_grouped(ys, t, gs) - np.log1p(ms / tg) + (ms - ys) / (tg + ms)
+        h_entries = (
+            _trigamma_ratio_grouped(ys, t, gs) + ms / (tg * (tg + ms)) - (ms - ys) / (tg + ms) ** 2
+        )
+        g1 = _group_sum(ws * g_entries, gs, n_groups)
+        h1 = _group_sum(ws * h_entries, gs, n_groups)
         return t * g1, t * g1 + t * t * h1
 
     root = _log_root(score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over)

@@ -61,6 +61,17 @@ _CHUNK_ENTRIES = 1 << 20
 MAX_ITER = 50_000
 #: Most halvings of the SQUAREM step length per cycle in the matrix loop.
 _BACKTRACKS = 6
+#: A gene still iterating after this many EM-map evaluations is handed to the Newton
+#: polish (again after 4, 16, ... times as many if the polish could not certify it).
+POLISH_AFTER = 50
+#: Most Newton steps per polish, and most halvings of one Newton step.
+_NEWTON_STEPS = 30
+_NEWTON_HALVINGS = 30
+#: The rounding level of ℓ, relative to max(|ℓ|, 1): a Newton step whose predicted gain is
+#: below it cannot be checked by evaluating ℓ, and is accepted if ℓ falls by at most this.
+_LL_ROUNDING = 1e-13
+#: The largest π a Newton step may reach (the domain is π < 1).
+_PI_MAX = 1.0 - 1e-10
 
 
 # --------------------------------------------------------------------------------------
@@ -621,6 +632,8 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
     last_rho = np.full(g, np.inf)
     last_step = np.full(g, np.inf)
     bound = np.full(g, np.inf)
+    polish = accelerate == "squarem"
+    next_polish = np.full(g, POLISH_AFTER, dtype=np.int64)
     record_genes = [np.arange(g)]
     record_values = [ll.copy()]
     path = [v[0].copy()] if record else None
@@ -667,6 +680,24 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
             path.append(v_new[0].copy())
         converged[genes[done]] = True
         live[live] = ~done & (n_iter[genes] < max_iter)
+        if polish:
+            slow = live & (n_iter[sub_genes] >= next_polish[sub_genes])
+            if slow.any():
+                cand = sub_genes[slow]
+                v_p, ll_p, steps, certified, p_bound, moves = _polish(
+                    _subset(d, cand), v[cand], ll[cand], tol, max_iter - n_iter[cand]
+                )
+                for moved, value, point in moves:
+                    record_genes.append(cand[moved])
+                    record_values.append(value)
+                    if record:
+                        path.append(point[0].copy())
+                v[cand], ll[cand] = v_p, ll_p
+                n_iter[cand] += steps
+                converged[cand[certified]] = True
+                bound[cand[certified]] = p_bound[certified]
+                next_polish[cand] *= 4
+                live[slow] = ~certified & (n_iter[cand] < max_iter)
         if not live.any():
             break
         if live.sum() <= 0.75 * live.size:
@@ -709,6 +740,173 @@ def _gene_result(d, v, ll, n_iter, converged, history, bound, path) -> EMResult:
         _prepared=d,
         error_bound=float(bound[0]),
     )
+
+
+# --------------------------------------------------------------------------------------
+# The Newton polish of slow genes
+# --------------------------------------------------------------------------------------
+
+
+def _newton_terms(d: _Data, mu, theta, pi):
+    """Gradient and Hessian of every gene's ℓ in (log μ, log θ, π), and ∂ℓ/∂(1/θ) at θ = ∞.
+
+    Analytic, summed over the entries of each gene with ``bincount``. For a gene with θ = ∞
+    (the zero-inflated Poisson) the log θ row and column are zero, and the last output is
+    the one-sided derivative of ℓ in φ = 1/θ at φ = 0 (NaN for the other genes), whose sign
+    says whether the Poisson face is a maximum (≤ 0) or not.
+    """
+    k = d.n_genes
+    gene, y, m = d.gene, d.y, d.mult
+    mean = mu[gene] if d.s is None else d.s * mu[gene]
+    inf = np.isinf(theta)
+    t = np.where(inf, 1.0, theta)[gene]
+    poisson = inf[gene]
+    r = mean / (t + mean)
+    tp = t / (t + mean)
+    da = np.where(poisson, y - mean, tp * (y - mean))
+    daa = np.where(poisson, -mean, -r * tp * (t + y))
+    big = _negbin.digamma_ratio(y, t) - np.log1p(mean / t) + (mean - y) / (t + mean)
+    curv = _negbin.trigamma_ratio(y, t) + mean / (t * (t + mean)) - (mean - y) / (t + mean) ** 2
+    db = np.where(poisson, 0.0, t * big)
+    dbb = np.where(poisson, 0.0, t * big + t * t * curv)
+    dab = np.where(poisson, 0.0, tp * r * (y - mean))
+    dphi = np.where(poisson, ((y - mean) ** 2 - y) / 2.0, 0.0)
+    p = pi[gene]
+    with np.errstate(divide="ignore"):
+        keep = 1.0 / (1.0 - p)
+        dp = -keep
+        dpp = -keep * keep
+    dap = np.zeros_like(y)
+    dbp = np.zeros_like(y)
+    z = d.zero
+    if z.size:
+        # A zero: ℓ0 = log P0, P0 = π + (1 − π) e^L with L = log f(0); q = (1 − π) e^L / P0.
+        big_l = _negbin.log_zero_probability(mean[z], np.where(poisson[z], np.inf, t[z]))
+        pz = p[z]
+        with np.errstate(divide="ignore"):
+            log_p0 = np.logaddexp(np.log(pz), np.log1p(-pz) + big_l)
+        q = np.exp(np.log1p(-pz) + big_l - log_p0)
+        el = np.exp(big_l - log_p0)  # e^L / P0
+        inv = np.exp(-log_p0)  # 1 / P0
+        la, lb, laa, lbb, lab = da[z], db[z], daa[z], dbb[z], dab[z]
+        qq = q * (1.0 - q)
+        da[z], db[z] = q * la, q * lb
+        daa[z] = q * laa + qq * la * la
+        dbb[z] = q * lbb + qq * lb * lb
+        dab[z] = q * lab + qq * la * lb
+        dp[z] = inv - el
+        dpp[z] = -((inv - el) ** 2)
+        dap[z] = -el * inv * la
+        dbp[z] = -el * inv * lb
+        dphi[z] = np.where(poisson[z], q * mean[z] ** 2 / 2.0, 0.0)
+
+    def total(values):
+        return np.bincount(gene, weights=m * values, minlength=k)
+
+    grad = np.column_stack([total(da), total(db), total(dp)])
+    hess = np.empty((k, 3, 3))
+    hess[:, 0, 0], hess[:, 1, 1], hess[:, 2, 2] = total(daa), total(dbb), total(dpp)
+    hess[:, 0, 1] = hess[:, 1, 0] = total(dab)
+    hess[:, 0, 2] = hess[:, 2, 0] = total(dap)
+    hess[:, 1, 2] = hess[:, 2, 1] = total(dbp)
+    return grad, hess, np.where(inf, total(dphi), np.nan)
+
+
+def _newton_direction(grad, hess, free):
+    """Newton's step −H⁻¹g on the free coordinates (0 on the others), and definiteness."""
+    k = grad.shape[0]
+    eye = np.broadcast_to(np.eye(3), (k, 3, 3))
+    both = free[:, :, None] & free[:, None, :]
+    neg = np.where(both, -hess, eye)
+    with np.errstate(invalid="ignore"):
+        ok = np.all(np.isfinite(neg), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
+        neg = np.where(ok[:, None, None], neg, eye)
+        definite = ok & (np.linalg.eigvalsh(neg)[:, 0] > 0)
+    neg = np.where(definite[:, None, None], neg, eye)
+    g = np.where(free & definite[:, None], grad, 0.0)
+    return np.linalg.solve(neg, g[:, :, None])[:, :, 0], definite
+
+
+def _newton_point(v, delta, t):
+    """The packed point reached from ``v`` by ``t`` times a step in (log μ, log θ, π)."""
+    mu, theta, pi = _unpack(v)
+    log_theta = np.log(np.where(np.isinf(theta), 1.0, theta)) + t * delta[:, 1]
+    log_theta = np.clip(log_theta, _negbin._LOG_THETA_MIN, _negbin._LOG_THETA_MAX)
+    new_theta = np.where(np.isinf(theta), np.inf, np.exp(log_theta))
+    new_pi = np.clip(pi + t * delta[:, 2], 0.0, _PI_MAX)
+    return _pack(mu * np.exp(t * delta[:, 0]), new_theta, new_pi)
+
+
+def _polish(d: _Data, v, ll, tol, budget):
+    """Safeguarded Newton on the observed-data ℓ of every gene of ``d`` (see :func:`fit`).
+
+    Works in (log μ, log θ, π); θ = ∞ stays fixed (the Poisson face) and π = 0 is held
+    (an active bound) while ∂ℓ/∂π ≤ 0 there. Each step is the Newton step on the free
+    coordinates, with π projected onto [0, 1) and the step halved until ℓ does not
+    decrease (:data:`_NEWTON_HALVINGS` times at most). A gene is certified at its current
+    point when the free block of the Hessian is negative definite, the Karush-Kuhn-Tucker
+    signs hold on the held coordinates (∂ℓ/∂π ≤ 0 at π = 0, ∂ℓ/∂(1/θ) ≤ 0 at θ = ∞) and the
+    Newton step from it is at most ``tol`` in the stopping rule's measure
+    (:func:`emlib.stopping.step_sizes` on (μ, 1/θ, π)), or at rounding level; it is then
+    returned at that point, unmoved. A gene whose Hessian is not negative definite, whose
+    held coordinates fail their sign test, whose step cannot be made to keep ℓ, or which
+    runs out of its ``budget`` (Newton steps, one per gene) is left uncertified, at the best
+    point reached. Returns the new points, their ℓ, the Newton steps taken (evaluations of
+    the gradient and Hessian), which genes were certified, the certified distances, and the
+    accepted steps as (genes, their new ℓ, their new points) in order.
+    """
+    k = d.n_genes
+    v, ll = v.copy(), ll.copy()
+    certified = np.zeros(k, dtype=bool)
+    failed = np.zeros(k, dtype=bool)
+    steps = np.zeros(k, dtype=np.int64)
+    bound = np.full(k, np.inf)
+    moves = []
+    budget = np.broadcast_to(budget, (k,))
+    while True:
+        work = np.flatnonzero(~certified & ~failed & (steps < budget))
+        if work.size == 0:
+            break
+        sub = _subset(d, work) if work.size < k else d
+        vw = v[work]
+        mu, theta, pi = _unpack(vw)
+        grad, hess, dphi = _newton_terms(sub, mu, theta, pi)
+        steps[work] += 1
+        free = np.ones((work.size, 3), dtype=bool)
+        free[:, 1] = np.isfinite(theta)
+        free[:, 2] = ~((pi == 0.0) & (grad[:, 2] <= 0.0))
+        delta, definite = _newton_direction(grad, hess, free)
+        kkt = ~(np.isinf(theta) & ~(dphi <= 0.0))
+        target = _newton_point(vw, delta, 1.0)
+        distance = stopping.step_sizes(vw, target)
+        done = definite & kkt & ((distance <= tol) | (distance <= stopping.ROUNDING_STEP))
+        certified[work[done]] = True
+        bound[work[done]] = distance[done]
+        failed[work[~definite | ~kkt]] = True
+        go = definite & kkt & ~done
+        # Long steps are cut to a factor e in μ and θ: Newton is only trusted near the top.
+        longest = np.max(np.abs(delta[:, :2]), axis=1)
+        delta = delta / np.maximum(longest, 1.0)[:, None]
+        t = np.ones(work.size)
+        pending = go.copy()
+        gain = np.sum(grad * delta, axis=1)  # ℓ's first-order gain along the step
+        noise = _LL_ROUNDING * np.maximum(np.abs(ll[work]), 1.0)
+        for _ in range(_NEWTON_HALVINGS + 1):
+            if not pending.any():
+                break
+            trial = _newton_point(vw, delta, t)
+            value = _objective(sub, np.where(pending[:, None], trial, vw))
+            unresolved = (t * gain <= noise) & (value >= ll[work] - noise)
+            ok = pending & ((value >= ll[work]) | unresolved)
+            moved = work[ok]
+            v[moved], ll[moved] = trial[ok], value[ok]
+            pending &= ~ok
+            t = np.where(pending, 0.5 * t, t)
+        failed[work[pending]] = True
+        stepped = work[go & ~pending]
+        if stepped.size:
+            moves.append((stepped, ll[stepped].copy(), v[stepped].copy()))
+    return v, ll, steps, certified, bound, moves
 
 
 # --------------------------------------------------------------------------------------
