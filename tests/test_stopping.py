@@ -228,7 +228,8 @@ def test_default_zinb_matrix_fit_is_at_the_maximum_on_every_gene():
 def test_one_gene_fit_equals_the_matrix_fit():
     counts = zinb_matrix()
     matrix = zinb.fit(counts)
-    for g in (0, 5):
+    assert np.any(matrix.n_iter > zinb.POLISH_AFTER)  # genes on the Newton-polish path too
+    for g in range(counts.shape[1]):
         single = zinb.fit(counts[:, g])
         assert single.n_iter == matrix.n_iter[g]
         for name in zinb.PARAM_NAMES:

@@ -544,3 +544,112 @@ def test_too_few_iterations_warn_per_gene(counts):
     assert np.all(result.n_iter == 3)
     with pytest.raises(ValueError, match="standard errors are computed for one gene"):
         _ = result.se
+
+
+# --------------------------------------------------------------------------------------
+# The Newton polish of slow genes
+# --------------------------------------------------------------------------------------
+
+
+def weak_gene(seed):
+    """A weakly identified gene: mean 0.15 with 30 % dropouts and 90 % zeros in all.
+
+    Seed 38 needed more than 5,000 SQUAREM evaluations without the polish, seed 28 about 2,000.
+    """
+    return simulate(2000, 0.15, 5.0, 0.3, seed=seed)
+
+
+def direct_from(y, params):
+    """direct_fit started near ``params`` but inside the domain (π ≥ 0.05, θ ≤ 1e4)."""
+    return direct_fit(y, {**params, "pi": max(params["pi"], 0.05)})
+
+
+@pytest.mark.parametrize("seed", [38, 28])
+def test_slow_genes_are_polished_to_the_scipy_maximum(seed):
+    y = weak_gene(seed)
+    fit = zinb.fit(y)
+    assert fit.converged
+    assert zinb.POLISH_AFTER < fit.n_iter < 100  # the polish ran, and took a few steps
+    assert fit.error_bound <= 1e-8
+    ref_ll, ref = direct_from(y, fit.params)
+    assert fit.loglik >= ref_ll - 1e-9 * abs(ref_ll)
+    assert fit.loglik == pytest.approx(ref_loglik(y, **fit.params), rel=1e-12)
+    # Both slow genes have their maximum at θ = ∞ (the zero-inflated Poisson), which scipy
+    # (θ ≤ 1e4) only approaches: compare with scipy's maximum on that face.
+    assert np.isinf(fit.params["theta"]) and ref["theta"] > 1e3
+    zip_fit = optimize.minimize(
+        lambda z: -ref_loglik(y, np.exp(z[0]), np.inf, expit(z[1])),
+        [np.log(fit.params["mu"]) + 0.1, logit(fit.params["pi"]) - 0.2],
+        method="Nelder-Mead",
+        options={"xatol": 1e-11, "fatol": 1e-13, "maxiter": 5000},
+    )
+    assert fit.loglik >= -zip_fit.fun - 1e-9 * abs(zip_fit.fun)
+    assert fit.params["mu"] == pytest.approx(np.exp(zip_fit.x[0]), rel=1e-6)
+    assert fit.params["pi"] == pytest.approx(expit(zip_fit.x[1]), rel=1e-6)
+    # Its history is EM's and then the accepted Newton steps: never lower.
+    emlib.convergence.check_monotone(fit.loglik_history)
+
+
+def test_polish_never_lowers_loglik_from_any_start(counts):
+    """Newton from poor random starts (far from the top) may fail, but never loses ℓ."""
+    data = np.column_stack([counts, weak_gene(38)[:N_CELLS], weak_gene(28)[:N_CELLS]])
+    d = zinb._prepare(data)
+    rng = np.random.default_rng(5)
+    g = d.n_genes
+    for _ in range(4):
+        v = zinb._pack(
+            np.exp(rng.normal(0, 1, g)),
+            np.where(rng.random(g) < 0.2, np.inf, np.exp(rng.normal(0, 2, g))),
+            np.where(rng.random(g) < 0.2, 0.0, rng.uniform(0, 0.8, g)),
+        )
+        ll = zinb._objective(d, v)
+        v_new, ll_new, steps, certified, bound, moves = zinb._polish(d, v, ll, 1e-8, 30)
+        last = ll.copy()
+        for genes, value, point in moves:
+            allowance = zinb._LL_ROUNDING * np.maximum(np.abs(last[genes]), 1.0)
+            assert np.all(value >= last[genes] - allowance)
+            assert np.array_equal(value, zinb._objective(zinb._subset(d, genes), point))
+            last[genes] = value
+        assert np.array_equal(last, ll_new)
+        assert np.array_equal(zinb._objective(d, v_new), ll_new)
+        assert np.all(steps <= 30) and np.all(bound[certified] <= 1e-8)
+
+
+def test_polished_fits_are_at_the_maximum_or_say_they_are_not(counts):
+    """converged is honest on the polish path too, also when max_iter cuts the polish short."""
+    data = np.column_stack([counts, weak_gene(38)[:N_CELLS], weak_gene(28)[:N_CELLS]])
+    tight = [direct_from(data[:, g], zinb.fit(data[:, g]).params) for g in range(data.shape[1])]
+    for max_iter in (zinb.POLISH_AFTER + 2, zinb.MAX_ITER):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", emlib.ConvergenceWarning)
+            fit = zinb.fit(data, max_iter=max_iter)
+        assert np.all(fit.n_iter <= max_iter)
+        assert fit.converged.all() or max_iter < zinb.MAX_ITER
+        for g in np.flatnonzero(fit.converged):
+            ref_ll, ref = tight[g]
+            assert fit.loglik[g] >= ref_ll - 1e-9 * abs(ref_ll)
+            if fit.params["theta"][g] < 1e3 and ref["pi"] > 1e-3:  # scipy: θ ≤ 1e4, logit π
+                assert fit.params["mu"][g] == pytest.approx(ref["mu"], rel=1e-5)
+                assert fit.params["pi"][g] == pytest.approx(ref["pi"], abs=1e-5)
+
+
+def test_polish_lands_on_the_boundaries_exactly(counts):
+    """π̂ = 0 and θ̂ = ∞ genes end on the boundary itself, with the sign tests met there."""
+    data = np.column_stack([counts, weak_gene(38)[:N_CELLS]])
+    fit = zinb.fit(data)
+    assert fit.converged.all()
+    mu, theta, pi = fit.params["mu"], fit.params["theta"], fit.params["pi"]
+    assert np.isinf(theta).any() and (pi == 0.0).any()
+    grad, _, dphi = zinb._newton_terms(zinb._prepare(data), mu, theta, pi)
+    assert np.all(grad[pi == 0.0, 2] <= 0)  # ∂ℓ/∂π ≤ 0 at π = 0
+    assert np.all(dphi[np.isinf(theta)] <= 0)  # ∂ℓ/∂(1/θ) ≤ 0 at θ = ∞
+
+
+def test_plain_em_is_not_polished(counts, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("plain EM (accelerate=None) must not be polished")
+
+    monkeypatch.setattr(zinb, "_polish", refuse)
+    fit = zinb.fit(counts[:, [2, 4]], accelerate=None)
+    assert fit.converged.all()
+    assert np.all(fit.n_iter > zinb.POLISH_AFTER)
