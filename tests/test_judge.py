@@ -329,13 +329,16 @@ def test_no_feedback_carries_a_hidden_test_not_even_in_base64(hostile):
     secret = {line for line in hidden_lines(hostile["solution"]) if line not in visible}
     assert secret
     for page in (hostile["out"] / "feedback").rglob("*.html"):
+        student = page.relative_to(hostile["out"] / "feedback").parts[0]
+        (submitted,) = (hostile["out"].parent / "class" / student).rglob("*.ipynb")
+        own = submitted.read_text()  # a student's own code may hold the same words
         text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
         decoded = [
             base64.b64decode(chunk + "=" * (-len(chunk) % 4)).decode(errors="replace")
             for chunk in re.findall(r"B64:([A-Za-z0-9+/=]+)", text)
         ]
         for blob in (text, *decoded):
-            leaked = [line for line in secret if line in blob]
+            leaked = [line for line in secret if line in blob and line not in own]
             assert not leaked, f"{page} shows hidden tests: {leaked[:3]}"
 
 
