@@ -216,6 +216,11 @@ class SandboxKernelManager(AsyncKernelManager):
     def _wrap(self, cmd: list[str], uid, gid, box: Path) -> list[str]:
         """The kernel command inside fresh namespaces, through ``isolate.sh`` (which see)."""
         return [
+            # If the grader dies, so does unshare, and with it (pdeathsig) the kernel: no
+            # kernel outlives the run that started it.
+            "setpriv",
+            "--pdeathsig=KILL",
+            "--",
             "unshare",
             "--mount",
             "--propagation=private",
