@@ -284,12 +284,11 @@ def hostile(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["displayhook", "ast_transformer", "patched_asserts"])
-def test_kernel_tricks_add_nothing_to_dummy_answers(hostile, student):
-    """Dummy answers (zeros) earn only what a test cannot tell from zeros, tricks or not."""
-    dummies = hostile["results"]["dummies"]
-    assert dummies["score"] <= 1, dummies  # test_em_history: zero ℓ agrees with a zero ℓ
-    assert hostile["results"][student]["score"] == dummies["score"], hostile["results"][student]
+@pytest.mark.parametrize(
+    "student", ["dummies", "displayhook", "ast_transformer", "patched_asserts"]
+)
+def test_dummy_answers_earn_nothing_whatever_they_do_to_the_kernel(hostile, student):
+    assert hostile["results"][student]["score"] == 0, hostile["results"][student]
 
 
 @pytest.mark.slow
