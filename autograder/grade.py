@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import REPO, config
+from autograder import REPO, cells, config
 from autograder.collect import collect_zips
 
 FLAGS = (
@@ -284,7 +284,7 @@ def grade_one(task: dict, settings: dict) -> dict:
 
 def _run_and_judge(sc, name, nb, task, settings, raw: bytes):
     """Run ``nb`` in a sandboxed kernel and judge its tests; return outcomes and flags."""
-    from autograder import cells, judge
+    from autograder import judge
     from autograder.execute import GradingSession
 
     solution = sc["solution"][name]
@@ -358,14 +358,11 @@ def _output_flags(nb) -> set[str]:
 
 
 def _source_of(nb, gid: str) -> str | None:
-    from autograder import cells
-
     return next((c.source.strip() for c in nb.cells if cells.grade_id(c) == gid), None)
 
 
 def _score(grades: dict, outcomes, solution, release, flags: set[str], submitted=None) -> None:
     """Points for each test from the judge's outcomes; an exercise that used emlib earns none."""
-    from autograder import cells
     from autograder.submission import exercises
 
     by_id = {o.grade_id: o for o in outcomes}
@@ -402,8 +399,6 @@ def _points_text(points: float) -> str:
 def _verdicts(nb, outcomes, grades) -> None:
     """Replace each test cell's outputs by the judge's verdict, for the feedback."""
     from nbformat.v4 import new_output
-
-    from autograder import cells
 
     by_id = {o.grade_id: o for o in outcomes}
     for cell in nb.cells:
