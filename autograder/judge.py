@@ -36,7 +36,8 @@ from jupyter_core.utils import run_sync
 
 from autograder import cells, wire
 
-MIME = "application/x-emcourse-result+json"
+#: What the kernel runs to serve the judge's calls (autograder/kernel_lib/_emgrader.py).
+SERVE = "__import__('_emgrader').serve(globals())"
 #: Characters of a test's failure message kept for the feedback.
 MESSAGE_CHARS = 1500
 #: Seconds the kernel may take to answer after an interrupted call.
@@ -157,10 +158,11 @@ class RemoteFunction:
 class Caller:
     """Calls functions in a running :class:`~autograder.execute.GradingSession`'s kernel.
 
-    Each call runs ``_emgrader.call(...)`` in the kernel and waits for its result message
-    and the end of the execution. While it waits it answers the kernel's input requests:
-    those are the student's code calling back one of the judge's functions that were
-    passed as arguments (an EM map, say).
+    The first call starts ``_emgrader.serve(globals())`` in the kernel, which then serves
+    every call over the kernel's input channel until :meth:`stop`: the judge answers the
+    kernel's input requests with requests, and the kernel's prompts carry the results. The
+    student's code calling back one of the judge's functions that were passed as arguments
+    (an EM map, say) is a prompt too, answered with that function's result.
     """
 
     def __init__(self, session, call_timeout: float):
@@ -169,6 +171,7 @@ class Caller:
         self.touched: set[str] = set()  # emlib names touched in the current test cell
         self.calls = 0
         self.timed_out = False
+        self._serving: str | None = None  # msg_id of the kernel's serve loop, while it runs
 
     def call(self, name: str, args, kwargs):
         reason = self.session.broken
@@ -187,16 +190,15 @@ class Caller:
         try:
             request = json.dumps(
                 {
+                    "name": name,
                     "args": wire.dumps(list(args), handle=register),
                     "kwargs": wire.dumps(dict(kwargs), handle=register),
                 }
             )
         except wire.WireError as error:  # the instructor's test sent something odd
             raise RuntimeError(f"the grader cannot send these arguments: {error}") from None
-        code = f"__import__('_emgrader').call(globals(), {name!r}, {request!r})"
-        timeout = min(self.call_timeout, left)
         self.calls += 1
-        envelope = run_sync(self._exchange)(code, handles, timeout, name)
+        envelope = run_sync(self._exchange)(request, handles, min(self.call_timeout, left), name)
         touched = envelope.get("emlib") or []
         if isinstance(touched, list):
             self.touched.update(str(t)[:100] for t in touched[:20])
@@ -210,14 +212,23 @@ class Caller:
         except wire.WireError as error:
             raise StudentError(name, "UnreadableResult", str(error)) from None
 
-    async def _exchange(self, code, handles, timeout, name):
+    def stop(self) -> None:
+        """End the kernel's serve loop, so that the kernel takes execute requests again."""
+        if self._serving is not None and not self.session.broken:
+            run_sync(self._stop)()
+        self._serving = None
+
+    def _serve(self) -> str:
+        self._serving = self.session.kc.execute(
+            SERVE, silent=True, store_history=False, allow_stdin=True, stop_on_error=False
+        )
+        return self._serving
+
+    def _channels(self):
         import zmq
         import zmq.asyncio
 
         kc = self.session.kc
-        msg_id = kc.execute(
-            code, silent=False, store_history=False, allow_stdin=True, stop_on_error=False
-        )
         channels = {
             kc.iopub_channel.socket: kc.iopub_channel,
             kc.shell_channel.socket: kc.shell_channel,
@@ -226,11 +237,21 @@ class Caller:
         poller = zmq.asyncio.Poller()
         for socket in channels:
             poller.register(socket, zmq.POLLIN)
-        envelope = None
-        replied = idle = False
+        return channels, poller
+
+    async def _exchange(self, request: str, handles, timeout, name):
+        kc = self.session.kc
+        channels, poller = self._channels()
+        pending: str | None = None  # sent when the serve loop says it is ready
+        if self._serving is None:
+            self._serve()
+            pending = request
+        else:
+            kc.input(request)
+        restarted = interrupted = False
+        error = None
         deadline = time.monotonic() + timeout
-        interrupted = False
-        while not (replied and idle):
+        while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 if interrupted:
@@ -250,35 +271,58 @@ class Caller:
                 continue
             for socket in events:
                 msg = await channels[socket].get_msg(timeout=0)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                if msg.get("parent_header", {}).get("msg_id") != self._serving:
                     continue
                 kind, content = msg.get("msg_type"), msg.get("content", {})
-                if socket is kc.shell_channel.socket and kind == "execute_reply":
-                    replied = True
-                elif kind == "status" and content.get("execution_state") == "idle":
-                    idle = True
-                elif kind == "display_data" and MIME in content.get("data", {}):
-                    envelope = content["data"][MIME]
-                elif kind == "input_request":
-                    kc.input(self._answer(content.get("prompt", ""), handles))
-                elif kind == "error" and envelope is None:
-                    envelope = json.dumps(
-                        {"error": [content.get("ename", "Error"), content.get("evalue", "")]}
-                    )
-        if interrupted:
-            self.timed_out = True
-            raise CallTimeout(f"{name} did not return within its time limit")
-        try:
-            parsed = json.loads(envelope) if isinstance(envelope, str) else None
-        except ValueError:
-            parsed = None
-        return parsed if isinstance(parsed, dict) else {}
+                if kind == "input_request":
+                    prompt = _prompt(content.get("prompt", ""))
+                    if "envelope" in prompt:
+                        if interrupted:
+                            self.timed_out = True
+                            raise CallTimeout(f"{name} did not return within its time limit")
+                        envelope = prompt["envelope"]
+                        return envelope if isinstance(envelope, dict) else {}
+                    if "ready" in prompt and pending is not None:
+                        kc.input(pending)
+                        pending = None
+                    else:  # a callback, or the student's own input(): the judge answers
+                        kc.input(self._answer(prompt, handles))
+                elif kind == "error":
+                    error = [content.get("ename", "Error"), content.get("evalue", "")]
+                elif socket is kc.shell_channel.socket and kind == "execute_reply":
+                    # The serve loop ended before answering (an interrupt that landed while it
+                    # waited, or student code that broke it): start it again, once.
+                    self._serving = None
+                    if interrupted:
+                        self.timed_out = True
+                        raise CallTimeout(f"{name} did not return within its time limit")
+                    if restarted or pending is not None:
+                        return {"error": error or ["NoResult", "the kernel stopped answering"]}
+                    restarted = True
+                    self._serve()
+                    pending = request
+
+    async def _stop(self):
+        kc = self.session.kc
+        channels, poller = self._channels()
+        kc.input(json.dumps({"stop": True}))
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while time.monotonic() < deadline:
+            events = dict(await poller.poll(timeout=200))
+            for socket in events:
+                msg = await channels[socket].get_msg(timeout=0)
+                if msg.get("parent_header", {}).get("msg_id") != self._serving:
+                    continue
+                if msg.get("msg_type") == "input_request":
+                    kc.input(json.dumps({"stop": True}))
+                elif socket is kc.shell_channel.socket and msg.get("msg_type") == "execute_reply":
+                    return
+        self.session.mark_broken("the kernel did not leave the grader's call loop")
 
     @staticmethod
-    def _answer(prompt: str, handles) -> str:
+    def _answer(request: dict, handles) -> str:
         """Run one of the judge's own functions for the kernel; return its reply."""
         try:
-            request = json.loads(prompt)
             function = handles[int(request["handle"])]
             args = wire.loads(request["args"])
             kwargs = wire.loads(request["kwargs"])
@@ -292,6 +336,15 @@ class Caller:
             return json.dumps({"ok": wire.dumps(function(*args, **kwargs))})
         except Exception as error:  # the test's function rejected the student's argument
             return json.dumps({"error": f"{type(error).__name__}: {error}"[:MESSAGE_CHARS]})
+
+
+def _prompt(text) -> dict:
+    """A prompt of the kernel's serve loop, parsed; ``{}`` when it is not one."""
+    try:
+        parsed = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _pair(value) -> tuple[str, str]:
@@ -327,29 +380,32 @@ def judge(solution, caller: Caller, *, base: dict, seed_of, hidden: set[str]) ->
         for name in names:
             ns[name] = RemoteFunction(caller, name)
     outcomes = []
-    for cell in solution.cells:
-        if not cells.is_test(cell) or cell.cell_type != "code":
-            continue
-        grade_id = cells.grade_id(cell)
-        seed = seed_of(grade_id)
-        caller.touched = set()
-        code = compile(test_source(cell), f"<test {grade_id}>", "exec")
-        try:
-            with emlib.testing.seeded(seed), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a warning is never a failure
-                exec(code, ns)  # the instructor's test, with the student's functions remote
-        except Exception as error:
-            outcome = Outcome(grade_id, False, _message(error, hidden), seed=seed)
-        else:
-            outcome = Outcome(grade_id, True, seed=seed)
-        outcome.emlib = sorted(caller.touched)
-        if outcome.emlib and outcome.passed:
-            outcome.passed = False
-            outcome.message = (
-                f"your answer called {', '.join(outcome.emlib)}, from emlib, the course's "
-                "reference library; answers must be your own code (emlib.stopping is allowed)"
-            )
-        outcomes.append(outcome)
+    try:
+        for cell in solution.cells:
+            if not cells.is_test(cell) or cell.cell_type != "code":
+                continue
+            grade_id = cells.grade_id(cell)
+            seed = seed_of(grade_id)
+            caller.touched = set()
+            code = compile(test_source(cell), f"<test {grade_id}>", "exec")
+            try:
+                with emlib.testing.seeded(seed), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a warning is never a failure
+                    exec(code, ns)  # the instructor's test, with the student's functions remote
+            except Exception as error:
+                outcome = Outcome(grade_id, False, _message(error, hidden), seed=seed)
+            else:
+                outcome = Outcome(grade_id, True, seed=seed)
+            outcome.emlib = sorted(caller.touched)
+            if outcome.emlib and outcome.passed:
+                outcome.passed = False
+                outcome.message = (
+                    f"your answer called {', '.join(outcome.emlib)}, from emlib, the course's "
+                    "reference library; answers must be your own code (emlib.stopping is allowed)"
+                )
+            outcomes.append(outcome)
+    finally:
+        caller.stop()  # the kernel takes execute requests again
     return outcomes
 
 

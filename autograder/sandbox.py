@@ -27,8 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, DottedObjectName, Integer, List, Type, Unicode, default
 
 from autograder import REPO
 
@@ -107,8 +110,31 @@ def _kernel_lib(dest: Path) -> None:
     shutil.copy(emlib.stopping.__file__, dest / "emlib" / "stopping.py")
 
 
+#: Largest ZeroMQ message frame the grader accepts from a kernel. A bigger one closes the
+#: connection before it is read, so a kernel cannot make the grader hold gigabytes; the cell
+#: or call then usually runs into its time limit. Large enough for a print loop's flood that
+#: the kernel sends in one piece (the grader truncates that output when it arrives).
+MAX_MESSAGE_BYTES = 256 * 1024**2
+
+
+class CappedKernelClient(AsyncKernelClient):
+    """A kernel client whose sockets refuse frames above :data:`MAX_MESSAGE_BYTES`."""
+
+    @default("context")
+    def _capped_context(self) -> zmq.asyncio.Context:
+        # Options set on a pyzmq context apply to every socket it creates afterwards, hence
+        # before jupyter_client connects them (the option has no effect once connected).
+        self._created_context = True  # so the client terminates it, as its own default does
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        return context
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """An AsyncKernelManager whose kernels run sandboxed (see the module docstring)."""
+
+    client_class = DottedObjectName("autograder.sandbox.CappedKernelClient")
+    client_factory = Type(CappedKernelClient, klass=AsyncKernelClient)
 
     memory_limit = Integer(
         4 * 1024**3, help="address-space limit of a kernel, bytes (0: none)"

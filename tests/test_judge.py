@@ -105,6 +105,121 @@ def test_callables_cross_as_handles_only_where_allowed():
     assert wire.loads(text, callback=lambda h: ("handle", h)) == {"f": ("handle", 0)}
 
 
+# --- Calling into a kernel --------------------------------------------------------------------
+
+KERNEL_CODE = """import time
+def echo(x):
+    return x
+def stubborn(x):
+    while True:
+        time.sleep(0.01)
+def ask():
+    return input("your name?")
+def twice(f, x):
+    return f(f(x))
+def bad():
+    return object()"""
+
+
+def _calls_in_a_kernel(root: str) -> dict:
+    """Make calls of every kind into a real sandboxed kernel; errors as (type, message)."""
+    import os
+    import secrets
+
+    import zmq
+
+    from autograder import grade as grading
+    from autograder import sandbox
+    from autograder.execute import GradingSession
+
+    os.environ.setdefault(sandbox.SLOT_ENV, "0")
+    os.environ["AUTOGRADER_SCRATCH"] = root
+    settings = {
+        "timeout": None,
+        "notebook_timeout": 60,
+        "memory_limit": None,
+        "sandbox": True,
+        "seed_key": secrets.token_hex(16),
+        "hide": [root],
+    }
+    sc = grading._scratch(str(REPO / "tests" / "submissions" / "course"), "toy", settings)
+    nb = nbformat.v4.new_notebook(cells=[cells.code(KERNEL_CODE)])
+
+    def then(session):
+        caller = judge.Caller(session, call_timeout=2.0)
+
+        def attempt(name, *args):
+            try:
+                return caller.call(name, args, {})
+            except Exception as error:
+                return (type(error).__name__, str(error))
+
+        got = {"echo": attempt("echo", np.arange(3.0))}
+        got["stubborn"] = attempt("stubborn", 1)
+        got["after"] = attempt("echo", {"a": (1, 2)})
+        got["ask"] = attempt("ask")
+        got["twice"] = attempt("twice", lambda v: v * 3, 2)
+        got["bad"] = attempt("bad")
+        got["missing"] = attempt("nothing_here")
+        caller.stop()
+        reply = session.wait_for_reply(session.kc.execute("1 + 1"))
+        got["execute"] = reply["content"]["status"]
+        got["broken"] = session.broken
+        kc = session.kc
+        got["sockets"] = [
+            channel.socket.getsockopt(zmq.MAXMSGSIZE)
+            for channel in (kc.shell_channel, kc.iopub_channel, kc.stdin_channel)
+        ]
+        return got
+
+    session = GradingSession(config=sc["config"])
+    return session.run(nb, {"metadata": {"path": root}}, then, is_test=cells.is_test)
+
+
+@pytest.fixture(scope="module")
+def kernel_calls(tmp_path_factory):
+    """What a Caller got back from a real sandboxed kernel, call after call."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    root = str(tmp_path_factory.mktemp("calls"))
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_calls_in_a_kernel, root).result()
+
+
+def test_calls_return_plain_data(kernel_calls):
+    np.testing.assert_array_equal(kernel_calls["echo"], np.arange(3.0))
+    assert kernel_calls["after"] == {"a": (1, 2)}
+
+
+def test_a_call_past_its_time_limit_times_out_and_the_next_call_still_works(kernel_calls):
+    assert kernel_calls["stubborn"][0] == "CallTimeout"
+    assert kernel_calls["after"] == {"a": (1, 2)}
+    assert kernel_calls["broken"] is None
+
+
+def test_callbacks_reach_the_judge_and_a_students_own_input_gets_an_error(kernel_calls):
+    assert kernel_calls["twice"] == 18
+    assert isinstance(kernel_calls["ask"], str) and "could not read" in kernel_calls["ask"]
+
+
+def test_what_cannot_be_sent_or_called_is_the_students_error(kernel_calls):
+    assert kernel_calls["bad"][0] == "StudentError"
+    assert "cannot be sent" in kernel_calls["bad"][1]
+    assert kernel_calls["missing"][0] == "StudentError"
+    assert "NameError" in kernel_calls["missing"][1]
+
+
+def test_after_the_calls_the_kernel_runs_code_again(kernel_calls):
+    assert kernel_calls["execute"] == "ok"
+
+
+def test_the_grader_refuses_giant_kernel_messages_before_reading_them(kernel_calls):
+    from autograder.sandbox import MAX_MESSAGE_BYTES
+
+    assert kernel_calls["sockets"] == [MAX_MESSAGE_BYTES] * 3
+
+
 # --- The rule every chapter's test cells follow -------------------------------------------
 
 
