@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
-from autograder import COURSE, SOLUTIONS, config
+from autograder import COURSE, SOLUTIONS, cells, config
 
 
 def assignments(source: Path = SOLUTIONS) -> list[str]:
@@ -42,4 +43,22 @@ def release(names=None, *, root: Path | None = None) -> list[str]:
     return names
 
 
-__all__ = ["COURSE", "assignments", "release"]
+def solved(release_nb, solution, replace=None, extra=()):
+    """A copy of the released notebook with the solution's answers typed in, as a student would.
+
+    The ``### BEGIN/END SOLUTION`` marker lines are left out. ``replace`` maps an answer's
+    grade_id to other source to type instead; ``extra`` is ``(index, cell)`` pairs to insert
+    (index -1: at the end). For tests and benchmarks of the grader.
+    """
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        if cells.is_answer(cell) and cell.cell_type == "code":
+            gid = cells.grade_id(cell)
+            source = (replace or {}).get(gid, cells.find(solution, gid).source)
+            cell.source = "\n".join(ln for ln in source.splitlines() if "### " not in ln)
+    for index, cell in extra:
+        nb.cells.insert(index if index >= 0 else len(nb.cells), cell)
+    return nb
+
+
+__all__ = ["COURSE", "assignments", "release", "solved"]

@@ -28,7 +28,7 @@ import nbformat  # noqa: E402
 from _common import check, finish, goal_line  # noqa: E402
 
 from autograder import REPO, cells  # noqa: E402
-from autograder.release import assignments, release  # noqa: E402
+from autograder.release import assignments, release, solved  # noqa: E402
 
 
 def _wrong(assignment: str) -> list[dict]:
@@ -52,11 +52,7 @@ def build_class(root: Path, chapters: list[str], students: int) -> Path:
         solution = nbformat.read(course / "solutions" / chapter / path.name, as_version=4)
         wrong = _wrong(chapter)
         for i in range(students):
-            nb = nbformat.read(path, as_version=4)
-            for cell in nb.cells:
-                if cells.is_answer(cell):
-                    src = cells.find(solution, cells.grade_id(cell)).source
-                    cell.source = "\n".join(ln for ln in src.splitlines() if "### " not in ln)
+            nb = solved(nbformat.read(path, as_version=4), solution)
             if i % 2 and wrong:
                 item = wrong[(i // 2) % len(wrong)]
                 cells.find(nb, item["answer"]).source = item["source"]

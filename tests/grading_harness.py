@@ -11,7 +11,6 @@ per chapter instead of one per variant; the same judge, sandbox and scoring as g
 
 from __future__ import annotations
 
-import copy
 import os
 import secrets
 import time
@@ -36,16 +35,6 @@ def solution_notebook(assignment: str) -> tuple[str, nbformat.NotebookNode]:
     return paths[0].name, nbformat.read(paths[0], as_version=4)
 
 
-def typed(solution, release):
-    """The released notebook with every solution typed in, as a student would."""
-    nb = copy.deepcopy(release)
-    for cell in nb.cells:
-        if cells.is_answer(cell) and cell.cell_type == "code":
-            source = cells.find(solution, cells.grade_id(cell)).source
-            cell.source = "\n".join(ln for ln in source.splitlines() if "### " not in ln)
-    return nb
-
-
 def grade_many(jobs: dict[str, dict[str, dict[str, str]]], workers: int = 2) -> dict:
     """:func:`grade_variants` for several assignments at once, in worker processes.
 
@@ -65,6 +54,7 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
     """
     from autograder import grade, judge
     from autograder.execute import GradingSession
+    from autograder.release import solved
     from autograder.submission import prepare
 
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -81,7 +71,7 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
     solution = sc["solution"][name]
     stubs = {cells.grade_id(c): c.source for c in release.cells if cells.is_answer(c)}
     correct = {gid: cells.find(solution, gid).source for gid in stubs}
-    nb, _ = prepare(typed(solution, release), release)
+    nb, _ = prepare(solved(release, solution), release)
     key = bytes.fromhex(settings["seed_key"])
 
     def scores(caller, label):

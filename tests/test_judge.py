@@ -26,7 +26,7 @@ import pytest
 from autograder import REPO, cells, judge, wire
 from autograder.feedback import hidden_lines
 from autograder.grade import grade
-from autograder.release import assignments, release
+from autograder.release import assignments, release, solved
 
 CHAPTER = "04_moths"
 LIMITS = {"timeout": 20, "notebook_timeout": 120, "progress": False}
@@ -263,19 +263,6 @@ def test_test_cells_use_only_imports_answers_and_builtins(assignment):
 # --- An adversarial student on chapter 4 -------------------------------------------------
 
 
-def _typed(solution, release_nb, replace=None, extra=()):
-    """The release with the solutions typed in (``replace``: other answers), plus cells."""
-    nb = copy.deepcopy(release_nb)
-    for cell in nb.cells:
-        if cells.is_answer(cell) and cell.cell_type == "code":
-            gid = cells.grade_id(cell)
-            source = (replace or {}).get(gid, cells.find(solution, gid).source)
-            cell.source = "\n".join(ln for ln in source.splitlines() if "### " not in ln)
-    for index, cell in extra:
-        nb.cells.insert(index if index >= 0 else len(nb.cells), cell)
-    return nb
-
-
 DUMMIES = {
     "e_step": "def e_step(counts, p):\n    return np.zeros(6)",
     "m_step": "def m_step(genotypes):\n    return np.zeros(3)",
@@ -342,8 +329,8 @@ def e_step(counts, p):
 
 def _hostile(solution, release_nb) -> dict:
     """``{student: notebook}``: the adversarial submissions."""
-    typed = _typed(solution, release_nb)
-    dummies = _typed(solution, release_nb, DUMMIES)
+    typed = solved(release_nb, solution)
+    dummies = solved(release_nb, solution, DUMMIES)
     narrative = copy.deepcopy(typed)
     for cell in narrative.cells:
         if cell.cell_type == "markdown" and not cells.grade_id(cell):
@@ -355,19 +342,19 @@ def _hostile(solution, release_nb) -> dict:
     cells.find(claims, "m_step").metadata["nbgrader"].update(grade=True, points=100)
     return {
         "correct": typed,
-        "displayhook": _typed(solution, release_nb, DUMMIES, [(-1, cells.code(DISPLAYHOOK))]),
-        "ast_transformer": _typed(
+        "displayhook": solved(release_nb, solution, DUMMIES, [(-1, cells.code(DISPLAYHOOK))]),
+        "ast_transformer": solved(
             solution, release_nb, DUMMIES, [(-1, cells.code(AST_TRANSFORMER))]
         ),
-        "patched_asserts": _typed(
+        "patched_asserts": solved(
             solution, release_nb, DUMMIES, [(-1, cells.code(PATCH_ASSERTS))]
         ),
-        "patched_reference": _typed(
+        "patched_reference": solved(
             solution, release_nb, {"m_step": WRONG_M_STEP}, [(-1, cells.code(PATCH_REFERENCE))]
         ),
-        "disguised_emlib": _typed(solution, release_nb, {"e_step": DISGUISED}),
-        "leaks_history": _typed(solution, release_nb, extra=[(-1, cells.code(LEAK))]),
-        "warns": _typed(solution, release_nb, extra=[(-1, cells.code(WARNS))]),
+        "disguised_emlib": solved(release_nb, solution, {"e_step": DISGUISED}),
+        "leaks_history": solved(release_nb, solution, extra=[(-1, cells.code(LEAK))]),
+        "warns": solved(release_nb, solution, extra=[(-1, cells.code(WARNS))]),
         "mentions_emlib": narrative,
         "claims_points": claims,
         "dummies": dummies,
