@@ -73,7 +73,8 @@ def step_sizes(old, new, scale=1.0) -> np.ndarray:
     Returns
     -------
     ndarray of shape (...)
-        ``inf`` in rows with a non-finite coordinate.
+        ``inf`` in rows with a non-finite coordinate, except one that stays at the same
+        infinity (it did not move: 0 for that coordinate).
 
     Examples
     --------
@@ -90,7 +91,9 @@ def step_sizes(old, new, scale=1.0) -> np.ndarray:
         return np.zeros(new.shape[:-1])
     with np.errstate(invalid="ignore"):
         rel = np.abs(new - old) / np.maximum(scale, np.abs(new))
-    rel = np.where(np.isfinite(rel), rel, np.inf)
+    # A coordinate that stays at the same infinity (a dispersion at its Poisson limit, say)
+    # did not move; any other non-finite change (nan, or reaching infinity) is unbounded.
+    rel = np.where(np.isfinite(rel), rel, np.where(new == old, 0.0, np.inf))
     return rel.max(axis=-1)
 
 
@@ -108,7 +111,8 @@ def step_size(theta_old, theta_new, scale=1.0) -> float:
     Returns
     -------
     float
-        ``inf`` if any coordinate is not finite.
+        ``inf`` if any coordinate is not finite, except one that stays at the same infinity
+        (it did not move).
 
     Examples
     --------
@@ -116,6 +120,8 @@ def step_size(theta_old, theta_new, scale=1.0) -> float:
     0.5
     >>> step_size([0.001], [0.002])  # below the floor of 1: an absolute change
     0.001
+    >>> step_size([2.0, np.inf], [2.5, np.inf])  # theta stays at its Poisson limit
+    0.2
     """
     old, new = _flat(theta_old), _flat(theta_new)
     if old.shape != new.shape:

@@ -90,6 +90,20 @@ def test_first_rate_estimate_cannot_stop_a_run():
     assert rate.tolist() == [0.99, np.inf] and seen.tolist() == [0.99, 0.3]
 
 
+def test_a_coordinate_resting_at_infinity_does_not_block_convergence():
+    # A ZINB fit in the Poisson limit: theta stays at +inf while mu converges linearly.
+    path = [np.array([2.0 + 0.5**t, np.inf]) for t in range(60)]
+    finite = [p[:1] for p in path]
+    first = next(t for t in range(3, 61) if stopping.converged(finite[:t], 1e-8))
+    assert next(t for t in range(3, 61) if stopping.converged(path[:t], 1e-8)) == first
+    # Reaching infinity, leaving it, or nan is not a bounded step.
+    assert stopping.step_size([1.0, 5.0], [1.0, np.inf]) == np.inf
+    assert stopping.step_size([1.0, np.inf], [1.0, 5.0]) == np.inf
+    assert stopping.step_size([1.0, np.inf], [1.0, -np.inf]) == np.inf
+    assert stopping.step_size([1.0, np.nan], [1.0, np.nan]) == np.inf
+    assert not stopping.converged([np.array([2.0, np.nan])] * 5, 1e-8)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     rho=st.floats(0.05, 0.999),
