@@ -263,17 +263,13 @@ class Caller:
                 interrupted = True
                 deadline = time.monotonic() + INTERRUPT_GRACE
                 continue
-            events = dict(await poller.poll(timeout=min(left, 1.0) * 1000))
-            if not events:
+            received = await self._receive(channels, poller, min(left, 1.0))
+            if received is None:
                 if not await self.session.km.is_alive():
                     self.session.mark_broken("the kernel died during a call", dead=True)
                     raise KernelGone(f"the kernel died while {name} was running")
                 continue
-            for socket in events:
-                msg = await channels[socket].get_msg(timeout=0)
-                if msg.get("parent_header", {}).get("msg_id") != self._serving:
-                    continue
-                kind, content = msg.get("msg_type"), msg.get("content", {})
+            for socket, kind, content in received:
                 if kind == "input_request":
                     prompt = _prompt(content.get("prompt", ""))
                     if "envelope" in prompt:
@@ -301,6 +297,7 @@ class Caller:
                     restarted = True
                     self._serve()
                     pending = request
+                    break  # the rest of this batch belongs to the loop that ended
 
     async def _stop(self):
         kc = self.session.kc
@@ -308,16 +305,25 @@ class Caller:
         kc.input(json.dumps({"stop": True}))
         deadline = time.monotonic() + INTERRUPT_GRACE
         while time.monotonic() < deadline:
-            events = dict(await poller.poll(timeout=200))
-            for socket in events:
-                msg = await channels[socket].get_msg(timeout=0)
-                if msg.get("parent_header", {}).get("msg_id") != self._serving:
-                    continue
-                if msg.get("msg_type") == "input_request":
+            for socket, kind, _ in await self._receive(channels, poller, 0.2) or ():
+                if kind == "input_request":
                     kc.input(json.dumps({"stop": True}))
-                elif socket is kc.shell_channel.socket and msg.get("msg_type") == "execute_reply":
+                elif socket is kc.shell_channel.socket and kind == "execute_reply":
                     return
         self.session.mark_broken("the kernel did not leave the grader's call loop")
+
+    async def _receive(self, channels, poller, wait: float):
+        """The serve loop's messages that arrive within ``wait`` seconds, as
+        ``(socket, msg_type, content)``; None when nothing at all arrived."""
+        events = dict(await poller.poll(timeout=wait * 1000))
+        if not events:
+            return None
+        out = []
+        for socket in events:
+            msg = await channels[socket].get_msg(timeout=0)
+            if msg.get("parent_header", {}).get("msg_id") == self._serving:
+                out.append((socket, msg.get("msg_type"), msg.get("content", {})))
+        return out
 
     @staticmethod
     def _answer(request: dict, handles) -> str:
