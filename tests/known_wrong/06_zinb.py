@@ -4,6 +4,8 @@ The source post's pseudocode leaves the (mu, theta) update as a placeholder; the
 answer below runs it that way (theta never updated). The others are the usual slips: scipy's
 nbinom parameterisation, dropping -log y!, the Poisson zero probability in the E-step,
 dividing by the number of zeros, ignoring the weights, and returning the dispersion 1/theta.
+Issue 10 added the Poisson limit theta = inf, which EM reaches on many of the chapter's genes:
+the NB formulas evaluated there as written (nan), and EM loops that avoid or mishandle it.
 """
 
 WRONG = [
@@ -48,6 +50,24 @@ WRONG = [
         "loses": ["test_nb_logpmf_large"],
     },
     {
+        "answer": "nb_logpmf",
+        "why": "the NB formula alone, also at theta = inf: gammaln(inf) - gammaln(inf) and "
+        "inf * log(1) are nan there, not the Poisson limit",
+        "source": """def nb_logpmf(y, mu, theta):
+    y = np.asarray(y, dtype=float)
+    mu = np.asarray(mu, dtype=float)
+    theta = np.asarray(theta, dtype=float)
+    return (
+        gammaln(y + theta)
+        - gammaln(theta)
+        - gammaln(y + 1.0)
+        + theta * np.log(theta / (theta + mu))
+        + xlogy(y, mu / (theta + mu))
+    )
+""",
+        "loses": ["test_nb_logpmf_poisson", "test_zinb_em_poisson_limit"],
+    },
+    {
         "answer": "e_step",
         "why": "gives every observation the zero's posterior, positive counts included",
         "source": """def e_step(y, mu, theta, pi):
@@ -67,6 +87,18 @@ WRONG = [
     return np.where(y == 0, pi / (pi + (1 - pi) * np.exp(-mu)), 0.0)
 """,
         "loses": ["test_e_step_value", "test_e_step_hidden"],
+    },
+    {
+        "answer": "e_step",
+        "why": "evaluates the NB zero probability exp(-theta log(1 + mu/theta)) also at "
+        "theta = inf, where it is exp(-inf * 0) = nan instead of exp(-mu)",
+        "source": """def e_step(y, mu, theta, pi):
+    y = np.asarray(y)
+    mu = np.broadcast_to(np.asarray(mu, dtype=float), y.shape)
+    nb_zero = np.exp(-theta * np.log1p(mu / theta))
+    return np.where(y == 0, pi / (pi + (1 - pi) * nb_zero), 0.0)
+""",
+        "loses": ["test_e_step_poisson", "test_zinb_em_poisson_limit"],
     },
     {
         "answer": "m_step_pi_mu",
@@ -263,5 +295,88 @@ WRONG = [
     return mu, theta, pi, np.array(history)
 """,
         "loses": ["test_zinb_em_stopping_rule"],
+    },
+    {
+        "answer": "zinb_em",
+        "why": "treats theta = inf from fit_theta as a failed fit and keeps the previous theta, "
+        "so EM never reaches the Poisson limit",
+        "source": """def zinb_em(y, mu0, theta0, pi0, tol=1e-8, max_iter=10_000):
+    y = np.asarray(y)
+
+    def loglik(mu, theta, pi):
+        log_nb = nb_logpmf(y, mu, theta)
+        log_zero = np.logaddexp(np.log(pi), np.log1p(-pi) + log_nb)
+        return float(np.sum(np.where(y == 0, log_zero, np.log1p(-pi) + log_nb)))
+
+    mu, theta, pi = float(mu0), float(theta0), float(pi0)
+    iterates = [(mu, theta, pi)]
+    history = [loglik(mu, theta, pi)]
+    for _ in range(max_iter):
+        resp = e_step(y, mu, theta, pi)
+        pi, mu = m_step_pi_mu(y, resp)
+        theta_new = fit_theta(y, 1.0 - resp, mu)
+        if np.isfinite(theta_new):
+            theta = theta_new
+        iterates.append((mu, theta, pi))
+        history.append(loglik(mu, theta, pi))
+        if converged(iterates, tol):
+            break
+    return mu, theta, pi, np.array(history)
+""",
+        "loses": ["test_zinb_em_poisson_limit"],
+    },
+    {
+        "answer": "zinb_em",
+        "why": "caps theta at 1e6 so that nothing is infinite: the NB with theta = 1e6 is not "
+        "the Poisson limit (1/theta = 1e-6, not 0)",
+        "source": """def zinb_em(y, mu0, theta0, pi0, tol=1e-8, max_iter=10_000):
+    y = np.asarray(y)
+
+    def loglik(mu, theta, pi):
+        log_nb = nb_logpmf(y, mu, theta)
+        log_zero = np.logaddexp(np.log(pi), np.log1p(-pi) + log_nb)
+        return float(np.sum(np.where(y == 0, log_zero, np.log1p(-pi) + log_nb)))
+
+    mu, theta, pi = float(mu0), float(theta0), float(pi0)
+    iterates = [(mu, theta, pi)]
+    history = [loglik(mu, theta, pi)]
+    for _ in range(max_iter):
+        resp = e_step(y, mu, theta, pi)
+        pi, mu = m_step_pi_mu(y, resp)
+        theta = min(fit_theta(y, 1.0 - resp, mu), 1e6)
+        iterates.append((mu, theta, pi))
+        history.append(loglik(mu, theta, pi))
+        if converged(iterates, tol):
+            break
+    return mu, theta, pi, np.array(history)
+""",
+        "loses": ["test_zinb_em_poisson_limit"],
+    },
+    {
+        "answer": "zinb_em",
+        "why": "computes the log-likelihood with scipy.stats.nbinom (n = theta, "
+        "p = theta/(theta+mu)), which is nan at theta = inf",
+        "source": """def zinb_em(y, mu0, theta0, pi0, tol=1e-8, max_iter=10_000):
+    y = np.asarray(y)
+
+    def loglik(mu, theta, pi):
+        log_nb = stats.nbinom.logpmf(y, theta, theta / (theta + mu))
+        log_zero = np.logaddexp(np.log(pi), np.log1p(-pi) + log_nb)
+        return float(np.sum(np.where(y == 0, log_zero, np.log1p(-pi) + log_nb)))
+
+    mu, theta, pi = float(mu0), float(theta0), float(pi0)
+    iterates = [(mu, theta, pi)]
+    history = [loglik(mu, theta, pi)]
+    for _ in range(max_iter):
+        resp = e_step(y, mu, theta, pi)
+        pi, mu = m_step_pi_mu(y, resp)
+        theta = fit_theta(y, 1.0 - resp, mu)
+        iterates.append((mu, theta, pi))
+        history.append(loglik(mu, theta, pi))
+        if converged(iterates, tol):
+            break
+    return mu, theta, pi, np.array(history)
+""",
+        "loses": ["test_zinb_em_poisson_limit"],
     },
 ]
