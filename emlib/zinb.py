@@ -28,6 +28,16 @@ with its own (μ, θ, π), in one vectorised EM loop; optionally with per-cell s
 factors each gene is reduced once to its frequency table, so an iteration costs time in
 proportion to the number of distinct (gene, count) pairs, not cells × genes.
 
+**Size factors.** With an offset, μ given θ has no closed form, so the M-step is one ECM
+cycle (Meng & Rubin 1993): π, then μ given θ (a concave root in log μ, by safeguarded
+Newton), then θ given μ (the profile root, or ∞), each an exact conditional maximum, so EM
+stays monotone. The counts are held as genes × cells rows and processed a block of genes
+at a time; the log Γ, ψ and ψ' terms are summed over each gene's table of distinct
+positive counts, so a cell costs a few arithmetic operations, a ``log1p`` and an ``exp``
+per pass. Since one EM-map evaluation then costs several Newton steps, every gene starts
+with the Newton polish below (:data:`SCALED_POLISH_AFTER`), whose steps where the Hessian
+is not negative definite are those of the modified Newton method; EM is the fallback.
+
 **Slow genes: a Newton polish.** A gene whose EM rate is within 1e-4 of 1 (a small mean
 with most counts zero, where dropouts and negative-binomial zeros explain the data almost
 equally well) needed ~10,000 SQUAREM evaluations before Aitken's bound could vouch for it,
@@ -75,6 +85,12 @@ _BACKTRACKS = 6
 #: A gene still iterating after this many EM-map evaluations is handed to the Newton
 #: polish (again after 4, 16, ... times as many if the polish could not certify it).
 POLISH_AFTER = 10
+#: The same with size factors: there an EM-map evaluation (an E-step and two conditional
+#: maximisations, each a root found by Newton over every cell) costs several Newton steps,
+#: so every gene starts with the polish (whose steps, where the Hessian is not negative
+#: definite, are those of the modified Newton method) and goes to SQUAREM only if the
+#: polish cannot certify it.
+SCALED_POLISH_AFTER = 0
 #: Most Newton steps per polish, and most halvings of one Newton step.
 _NEWTON_STEPS = 30
 _NEWTON_HALVINGS = 30
@@ -96,7 +112,7 @@ _PI_MAX = 1.0 - 1e-10
 class _Data:
     """Counts as ragged entries grouped by gene: one entry per distinct (gene, count).
 
-    With size factors there is one entry per (cell, gene), each with its factor ``s``.
+    ``s`` is None here: fits with size factors use :class:`_Scaled` instead.
     """
 
     y: np.ndarray  # (m,) float
@@ -204,16 +220,28 @@ def _tables(counts: np.ndarray):
 def _prepare(data, size_factors=None, *, for_fit: bool = True) -> _Data:
     counts, matrix = _as_count_matrix(data)
     n, g = counts.shape
-    if size_factors is None:
-        gene, y, mult = _tables(counts)
-        s = None
-    else:
+    if size_factors is not None:
         sf = _check_size_factors(size_factors, n)
-        y = np.asarray(counts, dtype=float).T.ravel()
-        gene = np.repeat(np.arange(g, dtype=np.intp), n)
-        mult = np.ones(y.size)
-        s = np.tile(sf, g)
+        scaled = _prepare_scaled(counts, sf, matrix)
+        _check_totals(scaled.total, matrix, for_fit)
+        return scaled
+    gene, y, mult = _tables(counts)
     total = np.bincount(gene, weights=mult * y, minlength=g)
+    _check_totals(total, matrix, for_fit)
+    return _Data(
+        y=y,
+        mult=mult,
+        gene=gene,
+        s=None,
+        zero=np.flatnonzero(y == 0),
+        n_genes=g,
+        n_cells=n,
+        log_factorial=np.bincount(gene, weights=mult * gammaln(y + 1.0), minlength=g),
+        matrix=matrix,
+    )
+
+
+def _check_totals(total, matrix, for_fit):
     if for_fit and np.any(total == 0):
         empty = np.flatnonzero(total == 0)
         if not matrix:
@@ -226,21 +254,12 @@ def _prepare(data, size_factors=None, *, for_fit: bool = True) -> _Data:
             f"{empty.size} gene(s) have only zero counts (genes {shown}): their ZINB "
             "parameters have no finite maximum-likelihood estimate; remove those columns"
         )
-    return _Data(
-        y=y,
-        mult=mult,
-        gene=gene,
-        s=s,
-        zero=np.flatnonzero(y == 0),
-        n_genes=g,
-        n_cells=n,
-        log_factorial=np.bincount(gene, weights=mult * gammaln(y + 1.0), minlength=g),
-        matrix=matrix,
-    )
 
 
 def _subset(d: _Data, genes: np.ndarray) -> _Data:
     """The data of some genes only, renumbered 0, 1, ... in the given (increasing) order."""
+    if isinstance(d, _Scaled):
+        return _subset_scaled(d, genes)
     keep = np.zeros(d.n_genes, dtype=bool)
     keep[genes] = True
     number = np.cumsum(keep) - 1
@@ -256,6 +275,402 @@ def _subset(d: _Data, genes: np.ndarray) -> _Data:
         n_genes=genes.size,
         log_factorial=d.log_factorial[genes],
     )
+
+
+# --------------------------------------------------------------------------------------
+# Size factors: one row per gene, one column per cell
+# --------------------------------------------------------------------------------------
+
+#: Entries per block of genes: a block's working arrays stay in the processor's cache.
+_BLOCK_ENTRIES = 1 << 15
+#: exp(−A) is evaluated at A ≤ this (beyond it exp underflows, slowly, towards 0); the few
+#: zeros with a larger A get log P(0) from ``logaddexp``.
+_A_CLIP = 700.0
+
+
+@dataclass(frozen=True)
+class _Scaled:
+    """Counts with size factors, as genes × cells arrays (one row per gene).
+
+    With a mean :math:`s_c\\mu_g` every (cell, gene) pair is an entry of its own, but only
+    through :math:`L = \\log(1 + s_c\\mu_g/\\theta_g)`; the log Γ, ψ and ψ' terms of the
+    negative binomial depend on the count alone, so they are summed over each gene's table
+    of distinct positive counts (``table_*``, sorted by gene; ``table_start[g]`` is where
+    gene g's entries begin). Per entry an iteration costs a few arithmetic operations, one
+    ``log1p`` and one ``exp``, on rows that are processed a block of genes at a time.
+    """
+
+    y: np.ndarray  # (G, n) float, the counts of gene g in row g
+    zero: np.ndarray  # (G, n) float, 1.0 where the count is zero
+    s: np.ndarray  # (n,) size factors
+    table_gene: np.ndarray  # (k,) intp, sorted
+    table_y: np.ndarray  # (k,) float, positive
+    table_freq: np.ndarray  # (k,) float
+    table_start: np.ndarray  # (G + 1,) intp
+    total: np.ndarray  # (G,) Σ_c y
+    n_pos: np.ndarray  # (G,) number of positive counts
+    y_log_s: np.ndarray  # (G,) Σ_c y log s_c
+    log_factorial: np.ndarray  # (G,) Σ_c log y!
+    n_genes: int
+    n_cells: int
+    matrix: bool
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σ_c a_gc b_gc per row (a product and a row sum: the same for a row in any batch)."""
+    return (a * b).sum(axis=1)
+
+
+def _prepare_scaled(counts: np.ndarray, sf: np.ndarray, matrix: bool) -> _Scaled:
+    gene, value, freq = _tables(counts)
+    positive = value > 0
+    y = np.ascontiguousarray(counts.T, dtype=float)
+    g = y.shape[0]
+    table_gene = gene[positive]
+    return _Scaled(
+        y=y,
+        zero=(y == 0).astype(float),
+        s=sf,
+        table_gene=table_gene,
+        table_y=value[positive],
+        table_freq=freq[positive],
+        table_start=np.searchsorted(table_gene, np.arange(g + 1)),
+        total=y.sum(axis=1),
+        n_pos=np.bincount(table_gene, weights=freq[positive], minlength=g),
+        y_log_s=_rowdot(y, np.log(sf)[None, :]),
+        log_factorial=np.bincount(gene, weights=freq * gammaln(value + 1.0), minlength=g),
+        n_genes=g,
+        n_cells=y.shape[1],
+        matrix=matrix,
+    )
+
+
+def _subset_scaled(d: _Scaled, genes: np.ndarray) -> _Scaled:
+    keep = np.zeros(d.n_genes, dtype=bool)
+    keep[genes] = True
+    number = np.cumsum(keep) - 1
+    entries = keep[d.table_gene]
+    table_gene = number[d.table_gene[entries]]
+    return replace(
+        d,
+        y=d.y[genes],
+        zero=d.zero[genes],
+        table_gene=table_gene,
+        table_y=d.table_y[entries],
+        table_freq=d.table_freq[entries],
+        table_start=np.searchsorted(table_gene, np.arange(genes.size + 1)),
+        total=d.total[genes],
+        n_pos=d.n_pos[genes],
+        y_log_s=d.y_log_s[genes],
+        log_factorial=d.log_factorial[genes],
+        n_genes=genes.size,
+    )
+
+
+def _blocks(d: _Scaled):
+    """Slices of consecutive genes and the data of each (views: nothing is copied)."""
+    rows = max(1, _BLOCK_ENTRIES // d.n_cells)
+    if d.n_genes <= rows:
+        yield slice(0, d.n_genes), d
+        return
+    for a in range(0, d.n_genes, rows):
+        b = min(a + rows, d.n_genes)
+        t0, t1 = d.table_start[a], d.table_start[b]
+        yield (
+            slice(a, b),
+            replace(
+                d,
+                y=d.y[a:b],
+                zero=d.zero[a:b],
+                table_gene=d.table_gene[t0:t1] - a,
+                table_y=d.table_y[t0:t1],
+                table_freq=d.table_freq[t0:t1],
+                table_start=d.table_start[a : b + 1] - t0,
+                total=d.total[a:b],
+                n_pos=d.n_pos[a:b],
+                y_log_s=d.y_log_s[a:b],
+                log_factorial=d.log_factorial[a:b],
+                n_genes=b - a,
+            ),
+        )
+
+
+def _table_sum(d: _Scaled, values: np.ndarray) -> np.ndarray:
+    return np.bincount(d.table_gene, weights=d.table_freq * values, minlength=d.n_genes)
+
+
+def _scaled_means(d: _Scaled, mu, theta):
+    """Per entry m = sμ, L = log(1 + m/θ) and A = θL = −log f(0) (L = 0 and A = m at θ = ∞)."""
+    finite = np.isfinite(theta)
+    m = mu[:, None] * d.s
+    safe = np.where(finite, theta, 1.0)
+    big_l = m * np.where(finite, 1.0 / safe, 0.0)[:, None]
+    np.log1p(big_l, out=big_l)
+    big_a = big_l * np.where(finite, theta, 0.0)[:, None]
+    if not finite.all():
+        big_a[~finite] = m[~finite]
+    return m, big_l, big_a
+
+
+def _scaled_zero_mixture(d: _Scaled, pi, big_a, want_share: bool = True):
+    """P(0) = π + (1 − π) e^{−A}, its log and the dropout share π / P(0) (0 on positives).
+
+    P(0) is evaluated with A clipped at :data:`_A_CLIP`; zeros beyond it get their log P(0)
+    and share from ``logaddexp`` (P(0) itself is then only a lower bound of its true value
+    when π = 0, and is used only as such).
+    """
+    f0 = np.minimum(big_a, _A_CLIP)
+    np.negative(f0, out=f0)
+    np.exp(f0, out=f0)
+    p0 = f0 * (1.0 - pi)[:, None]
+    p0 += pi[:, None]
+    log_p0 = np.log(p0)
+    if want_share:
+        share = pi[:, None] / p0
+        share *= d.zero
+    else:
+        share = None
+    far = (big_a > _A_CLIP) & (d.zero > 0)
+    if far.any():
+        rows = np.nonzero(far)[0]
+        with np.errstate(divide="ignore"):
+            log_pi = np.log(pi)[rows]
+            log_p0[far] = np.logaddexp(log_pi, np.log1p(-pi)[rows] - big_a[far])
+        if want_share:
+            share[far] = np.exp(log_pi - log_p0[far])
+    return f0, p0, log_p0, share
+
+
+def _scaled_loglik_block(d: _Scaled, mu, theta, pi, want_share: bool):
+    _, big_l, big_a = _scaled_means(d, mu, theta)
+    _, _, log_p0, share = _scaled_zero_mixture(d, pi, big_a, want_share)
+    # Σ_zeros log P(0) − Σ_positives A − Σ y L, in one row sum.
+    log_p0 += big_a
+    log_p0 *= d.zero
+    log_p0 -= big_a
+    big_l *= d.y
+    log_p0 -= big_l
+    with np.errstate(divide="ignore"):
+        log_keep = np.where(d.n_pos > 0, d.n_pos * np.log1p(-pi), 0.0)
+    ll = (
+        log_p0.sum(axis=1)
+        + _table_sum(d, _negbin.log_gamma_ratio(d.table_y, theta[d.table_gene]))
+        + log_keep
+        + d.total * np.log(mu)
+        + d.y_log_s
+        - d.log_factorial
+    )
+    return ll, share
+
+
+def _scaled_loglik(d: _Scaled, mu, theta, pi, want_share: bool = True):
+    """As :func:`_loglik_and_share`; the shares are a genes × cells array (0 on positives)."""
+    ll = np.empty(d.n_genes)
+    share = np.empty((d.n_genes, d.n_cells)) if want_share else None
+    for rows, b in _blocks(d):
+        ll[rows], part = _scaled_loglik_block(b, mu[rows], theta[rows], pi[rows], want_share)
+        if want_share:
+            share[rows] = part
+    return ll, share
+
+
+def _scaled_mu_block(d: _Scaled, w, mu, theta):
+    """The μ maximising Σ w log f(y; sμ, θ) at fixed θ (concave in log μ).
+
+    With u = y + θw and r = sμ/(θ + sμ) the score in log μ is Σ y − Σ u r, decreasing in
+    log μ: its root by the safeguarded Newton of :func:`emlib._negbin._log_root`. At θ = ∞
+    the Poisson's closed form Σ y / Σ w s.
+    """
+    finite = np.isfinite(theta)
+    out = d.total / np.maximum(_rowdot(w, d.s[None, :]), np.finfo(float).tiny)
+    if not finite.any():
+        return out
+    t = np.where(finite, theta, 1.0)[:, None]
+    u = w * t
+    u += d.y
+
+    def score(x, live):
+        m = np.exp(x)[:, None] * d.s
+        inv = m + t
+        np.divide(1.0, inv, out=inv)
+        m *= inv
+        m *= u  # u r
+        first = m.sum(axis=1)
+        inv *= t
+        return d.total - first, -_rowdot(m, inv)
+
+    x0 = np.log(np.where(np.isfinite(mu) & (mu > 0), mu, out))
+    root = _negbin._log_root(score, x0, active=finite, lower=-700.0, upper=700.0)
+    return np.where(finite, np.exp(root), out)
+
+
+def _scaled_theta_block(d: _Scaled, w, mu, theta):
+    """The θ maximising Σ w log f(y; sμ, θ) at fixed μ; ∞ where not overdispersed.
+
+    As :func:`emlib._negbin._conditional_theta`, with the ψ and ψ' sums over the table of
+    positive counts (where w = 1).
+    """
+    m = mu[:, None] * d.s
+    resid = d.y - m
+    resid *= resid
+    resid -= d.y
+    excess = _rowdot(w, resid)
+    over = excess > 0
+    out = np.full(d.n_genes, np.inf)
+    if not over.any():
+        return out
+    total_w = w.sum(axis=1)
+    wm = w * m
+    scale = wm.sum(axis=1) / np.maximum(total_w, np.finfo(float).tiny)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moment = np.clip(total_w * scale**2 / excess, _negbin.THETA_MIN, _negbin.THETA_MAX)
+    x0 = np.log(_negbin._start_theta(theta, moment))
+    # A finite warm start (the previous iterate) is near the root: the moment start would
+    # cost one more pass over the cells.
+    x_alt = np.where(np.isfinite(theta), x0, np.log(moment))
+    c = wm - d.y  # w m − y
+
+    def score(x, live):
+        t = np.exp(x)
+        tc = t[:, None]
+        inv = m + tc
+        np.divide(1.0, inv, out=inv)
+        big_l = m / tc
+        np.log1p(big_l, out=big_l)
+        ci = c * inv
+        g1 = ci.sum(axis=1) - _rowdot(w, big_l)
+        ci *= inv
+        h1 = _rowdot(wm, inv) / t - ci.sum(axis=1)
+        g1 += _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
+        h1 += _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
+        return t * g1, t * g1 + t * t * h1
+
+    root = _negbin._log_root(
+        score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over
+    )
+    out[over] = np.exp(root[over])
+    return out
+
+
+def _scaled_m_step_block(d: _Scaled, share, mu_old, theta_old):
+    """One ECM step: π, then μ given θ, then θ given μ (each an exact conditional maximum)."""
+    pi = share.sum(axis=1) / d.n_cells
+    w = 1.0 - share
+    mu = _scaled_mu_block(d, w, mu_old, theta_old)
+    theta = _scaled_theta_block(d, w, mu, theta_old)
+    return mu, theta, pi
+
+
+def _scaled_m_step(d: _Scaled, share, mu_old, theta_old):
+    out = [np.empty(d.n_genes) for _ in range(3)]
+    for rows, b in _blocks(d):
+        for whole, part in zip(
+            out, _scaled_m_step_block(b, share[rows], mu_old[rows], theta_old[rows]), strict=True
+        ):
+            whole[rows] = part
+    return tuple(out)
+
+
+def _scaled_em_map(d: _Scaled, mu, theta, pi):
+    """The EM map (E-step and one ECM cycle) and ℓ, a block of genes at a time."""
+    ll = np.empty(d.n_genes)
+    out = [np.empty(d.n_genes) for _ in range(3)]
+    for rows, b in _blocks(d):
+        ll[rows], share = _scaled_loglik_block(b, mu[rows], theta[rows], pi[rows], True)
+        for whole, part in zip(
+            out, _scaled_m_step_block(b, share, mu[rows], theta[rows]), strict=True
+        ):
+            whole[rows] = part
+    return (*out, ll)
+
+
+def _scaled_newton_block(d: _Scaled, mu, theta, pi):
+    inf = np.isinf(theta)
+    t = np.where(inf, 1.0, theta)
+    m, _, big_a = _scaled_means(d, mu, theta)
+    f0, p0, _, share = _scaled_zero_mixture(d, pi, big_a)
+    w = 1.0 - share
+    qq = share * w
+    tt = t[:, None]
+    inv = 1.0 / (tt + m)
+    # θ/(θ + m) and m/(θ + m); 1 and 0 at θ = ∞.
+    tp = np.where(inf[:, None], 1.0, tt * inv)
+    r = 1.0 - tp
+    resid = d.y - m
+    da = tp * resid
+    daa = -tp * (m * tp + r * d.y)
+    big_l = np.log1p(m / tt)  # θ = 1 stands in at θ = ∞: those genes' θ terms are dropped
+    db = tt * ((m - d.y) * inv - big_l)
+    dbb = db + tt * tt * (m / (tt * (tt + m)) - (m - d.y) * inv * inv)
+    dab = tp * r * resid
+    k = d.n_genes
+    grad = np.empty((k, 3))
+    hess = np.empty((k, 3, 3))
+    grad[:, 0] = _rowdot(w, da)
+    hess[:, 0, 0] = _rowdot(w, daa) + _rowdot(qq, da * da)
+    psi = _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
+    psi1 = _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
+    grad[:, 1] = t * psi + _rowdot(w, db)
+    hess[:, 1, 1] = t * psi + t * t * psi1 + _rowdot(w, dbb) + _rowdot(qq, db * db)
+    hess[:, 0, 1] = hess[:, 1, 0] = _rowdot(w, dab) + _rowdot(qq, da * db)
+    with np.errstate(divide="ignore"):
+        keep = 1.0 / (1.0 - pi)
+    # A zero: ∂ log P0/∂π = (1 − f0)/P0, ∂² log P0/∂π∂a = −f0/P0² ∂(log f0)/∂a, with
+    # ∂(log f0)/∂(log μ) = −m θ/(θ + m) and ∂(log f0)/∂(log θ) = db at y = 0.
+    dp = (1.0 - f0) / p0
+    dp *= d.zero
+    cross = f0 / (p0 * p0)
+    cross *= d.zero
+    grad[:, 2] = dp.sum(axis=1) - d.n_pos * keep
+    hess[:, 2, 2] = -_rowdot(dp, dp) - d.n_pos * keep * keep
+    hess[:, 0, 2] = hess[:, 2, 0] = _rowdot(cross, m * tp)
+    hess[:, 1, 2] = hess[:, 2, 1] = -_rowdot(cross, db)
+    dphi = np.full(k, np.nan)
+    if inf.any():
+        grad[inf, 1] = 0.0
+        hess[inf, 1, :] = 0.0
+        hess[inf, :, 1] = 0.0
+        resid2 = resid[inf] ** 2 - d.y[inf]
+        dphi[inf] = _rowdot(w[inf], resid2) / 2.0
+    return grad, hess, dphi
+
+
+def _scaled_newton_terms(d: _Scaled, mu, theta, pi):
+    """As :func:`_newton_terms`, with per-entry sums along rows and ψ, ψ' over the tables.
+
+    The negative-binomial derivatives of an entry are weighted by w = 1 − (dropout share)
+    (1 on positives, the non-dropout posterior q on zeros), plus q(1 − q) times products
+    of first derivatives on zeros: the derivatives of log P(0) = log(π + (1 − π) f(0)).
+    """
+    grad = np.empty((d.n_genes, 3))
+    hess = np.empty((d.n_genes, 3, 3))
+    dphi = np.empty(d.n_genes)
+    for rows, b in _blocks(d):
+        grad[rows], hess[rows], dphi[rows] = _scaled_newton_block(
+            b, mu[rows], theta[rows], pi[rows]
+        )
+    return grad, hess, dphi
+
+
+def _scaled_moment_start(d: _Scaled, second, pi):
+    """μ and θ matching E y = (1 − π)sμ and E y(y − 1) = (1 − π)s²μ²(1 + 1/θ) at a given π."""
+    mu = d.total / ((1.0 - pi) * d.s.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_theta = second / ((1.0 - pi) * mu**2 * np.dot(d.s, d.s)) - 1.0
+        theta = np.where(inv_theta > 0, 1.0 / inv_theta, 1e4)
+    return mu, np.clip(theta, 0.01, 1e4)
+
+
+def _scaled_default_init(d: _Scaled):
+    """The moment start with size factors (see :func:`default_init`)."""
+    n = d.n_cells
+    second = _rowdot(d.y, d.y) - d.total  # Σ y(y − 1)
+    mu, theta = _scaled_moment_start(d, second, 0.0)
+    zeros = d.zero.sum(axis=1) / n
+    f0 = np.exp(-_scaled_means(d, mu, theta)[2]).mean(axis=1)
+    pi = np.clip((zeros - f0) / (1 - f0), 0.01, 0.9)
+    mu, theta = _scaled_moment_start(d, second, pi)
+    return mu, theta, pi
 
 
 # --------------------------------------------------------------------------------------
@@ -307,6 +722,8 @@ def _as_output(d: _Data, mu, theta, pi) -> dict:
 
 def _loglik_and_share(d: _Data, mu, theta, pi):
     """Per-gene log-likelihood, and the posterior dropout probability of each zero entry."""
+    if isinstance(d, _Scaled):
+        return _scaled_loglik(d, mu, theta, pi)
     mean = mu[d.gene] if d.s is None else d.s * mu[d.gene]
     with np.errstate(divide="ignore"):
         log_pi = np.log(pi)
@@ -323,6 +740,8 @@ def _loglik_and_share(d: _Data, mu, theta, pi):
 
 
 def _m_step_arrays(d: _Data, share, mu_old=None, theta_old=None):
+    if isinstance(d, _Scaled):
+        return _scaled_m_step(d, share, mu_old, theta_old)
     weights = d.mult.copy()
     weights[d.zero] *= 1.0 - share
     dropouts = np.bincount(d.gene[d.zero], weights=d.mult[d.zero] * share, minlength=d.n_genes)
@@ -454,28 +873,37 @@ def loglik(data, params, *, size_factors=None):
     A float for a vector of counts; for a matrix, an array with one entry per gene.
     """
     d = _prepare(data, size_factors, for_fit=False)
-    ll, _ = _loglik_and_share(d, *_check_params(params, d.n_genes))
+    ll = _loglik_only(d, *_check_params(params, d.n_genes))
     return ll if d.matrix else float(ll[0])
 
 
 def default_init(data, *, size_factors=None) -> dict:
     """Moment-style start per gene, π from the zeros in excess of a moment-fitted NB.
 
-    With the mean :math:`\\bar y` and variance :math:`v` of the counts (of
-    :math:`y_c / s_c` with size factors), :math:`\\theta_0 = \\bar y^2 / (v - \\bar y)`
-    clipped to [0.01, 1e4] (1e4 when :math:`v \\le \\bar y`),
+    With the mean :math:`\\bar y` and variance :math:`v` of the counts,
+    :math:`\\theta_0 = \\bar y^2 / (v - \\bar y)` clipped to [0.01, 1e4] (1e4 when
+    :math:`v \\le \\bar y`),
 
     .. math:: \\pi_0 = \\min\\left(\\max\\left(\\frac{n_0/n - f_0}{1 - f_0}, 0.01\\right),
               0.9\\right), \\quad f_0 = f(0; \\bar y, \\theta_0), \\qquad
               \\mu_0 = \\bar y / (1 - \\pi_0).
 
     π0 is kept at or above 0.01 because EM cannot leave π = 0.
+
+    With size factors the moments are those of the model with offsets: for a given π,
+    :math:`\\mu(\\pi) = \\sum_c y_c / ((1 - \\pi) \\sum_c s_c)` and
+    :math:`1/\\theta(\\pi) = \\sum_c y_c(y_c - 1) / ((1 - \\pi)\\mu^2 \\sum_c s_c^2) - 1`
+    (θ clipped as above); π0 is the excess-zero estimate above with
+    :math:`f_0 = \\frac1n \\sum_c f(0; s_c\\mu(0), \\theta(0))`, and
+    :math:`(\\mu_0, \\theta_0) = (\\mu(\\pi_0), \\theta(\\pi_0))`.
     """
     d = _prepare(data, size_factors)
     return _as_output(d, *_default_init(d))
 
 
 def _default_init(d: _Data):
+    if isinstance(d, _Scaled):
+        return _scaled_default_init(d)
     g = d.n_genes
     n = d.n_cells
     scaled = d.y if d.s is None else d.y / d.s
@@ -526,6 +954,9 @@ class ZINBMatrixResult(EMResult):
 def _em_map(d: _Data, v: np.ndarray):
     """The EM map on packed coordinates for every gene of ``d``, and ℓ at ``v``."""
     mu, theta, pi = _unpack(v)
+    if isinstance(d, _Scaled):
+        *new, ll = _scaled_em_map(d, mu, theta, pi)
+        return _pack(*new), ll
     ll, share = _loglik_and_share(d, mu, theta, pi)
     return _pack(*_m_step_arrays(d, share, mu, theta)), ll
 
@@ -533,8 +964,29 @@ def _em_map(d: _Data, v: np.ndarray):
 def _objective(d: _Data, v: np.ndarray) -> np.ndarray:
     ok = _in_domain(v)
     safe = np.where(ok[:, None], v, np.array([1.0, 0.0, 0.5]))
-    ll, _ = _loglik_and_share(d, *_unpack(safe))
+    ll = _loglik_only(d, *_unpack(safe))
     return np.where(ok, ll, -np.inf)
+
+
+def _objective_where(d: _Data, trial, base, mask) -> np.ndarray:
+    """ℓ at ``trial`` where ``mask`` holds (the other entries are not to be used).
+
+    With size factors only the masked genes are evaluated (each gene's ℓ is computed
+    the same way whichever genes share the call); without, every gene, at ``base``
+    where not masked.
+    """
+    if isinstance(d, _Scaled) and 0 < mask.sum() < d.n_genes:
+        which = np.flatnonzero(mask)
+        value = np.full(d.n_genes, -np.inf)
+        value[which] = _objective(_subset(d, which), trial[which])
+        return value
+    return _objective(d, np.where(mask[:, None], trial, base))
+
+
+def _loglik_only(d: _Data, mu, theta, pi) -> np.ndarray:
+    if isinstance(d, _Scaled):
+        return _scaled_loglik(d, mu, theta, pi, want_share=False)[0]
+    return _loglik_and_share(d, mu, theta, pi)[0]
 
 
 def _squarem_cycle(d, v, ll, step_max, xtol, tol, last_rho):
@@ -631,7 +1083,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
     """
     g = d.n_genes
     v = _pack(*start)
-    ll, _ = _loglik_and_share(d, *start)
+    ll = _loglik_only(d, *start)
     if not np.all(np.isfinite(ll)):
         bad = np.flatnonzero(~np.isfinite(ll))
         raise ValueError(
@@ -646,7 +1098,8 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
     last_step = np.full(g, np.inf)
     bound = np.full(g, np.inf)
     polish = accelerate == "squarem"
-    next_polish = np.full(g, POLISH_AFTER, dtype=np.int64)
+    first_polish = SCALED_POLISH_AFTER if isinstance(d, _Scaled) else POLISH_AFTER
+    next_polish = np.full(g, first_polish, dtype=np.int64)
     record_genes = [np.arange(g)]
     record_values = [ll.copy()]
     path = [v[0].copy()] if record else None
@@ -664,7 +1117,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
             new_step = last_step[sub_genes]
         else:
             v_new, _ = _em_map(sub, va)
-            ll_new, _ = _loglik_and_share(sub, *_unpack(v_new))
+            ll_new = _loglik_only(sub, *_unpack(v_new))
             used = np.ones(sub_genes.size, dtype=np.int64)
             new_step_max = step_max[sub_genes]
             new_step = stopping.step_sizes(va, v_new)
@@ -713,7 +1166,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
                 n_iter[cand] += steps
                 converged[cand[certified]] = True
                 bound[cand[certified]] = p_bound[certified]
-                next_polish[cand] *= 4
+                next_polish[cand] = np.maximum(4 * next_polish[cand], 4)
                 live[slow] = ~certified & (n_iter[cand] < max_iter)
         if not live.any():
             break
@@ -772,6 +1225,8 @@ def _newton_terms(d: _Data, mu, theta, pi):
     the one-sided derivative of ℓ in φ = 1/θ at φ = 0 (NaN for the other genes), whose sign
     says whether the Poisson face is a maximum (≤ 0) or not.
     """
+    if isinstance(d, _Scaled):
+        return _scaled_newton_terms(d, mu, theta, pi)
     k = d.n_genes
     gene, y, m = d.gene, d.y, d.mult
     mean = mu[gene] if d.s is None else d.s * mu[gene]
@@ -829,8 +1284,15 @@ def _newton_terms(d: _Data, mu, theta, pi):
     return grad, hess, np.where(inf, total(dphi), np.nan)
 
 
-def _newton_direction(grad, hess, free):
-    """Newton's step −H⁻¹g on the free coordinates (0 on the others), and definiteness."""
+def _newton_direction(grad, hess, free, modify=False):
+    """Newton's step −H⁻¹g on the free coordinates (0 on the others), and definiteness.
+
+    With ``modify``, a gene whose Hessian is finite but not negative definite gets the step
+    of the modified Newton method instead: −H with its eigenvalues replaced by their
+    absolute values (at least 1e-6 of the largest), an ascent direction that follows the
+    curvature. Returns the steps, which Hessians are negative definite, and which genes
+    have a step.
+    """
     k = grad.shape[0]
     eye = np.broadcast_to(np.eye(3), (k, 3, 3))
     both = free[:, :, None] & free[:, None, :]
@@ -839,9 +1301,23 @@ def _newton_direction(grad, hess, free):
         ok = np.all(np.isfinite(neg), axis=(1, 2)) & np.all(np.isfinite(grad), axis=1)
         neg = np.where(ok[:, None, None], neg, eye)
         definite = ok & (np.linalg.eigvalsh(neg)[:, 0] > 0)
+    usable = ok if modify else definite
+    flip = usable & ~definite
+    if flip.any():
+        lam, vec = np.linalg.eigh(neg[flip])
+        lam = np.abs(lam)
+        lam = np.maximum(lam, 1e-6 * lam.max(axis=1, keepdims=True))
+        g_flip = np.where(free[flip], grad[flip], 0.0)
+        coef = np.einsum("kji,kj->ki", vec, g_flip) / lam
+        flipped = np.einsum("kij,kj->ki", vec, coef)
     neg = np.where(definite[:, None, None], neg, eye)
     g = np.where(free & definite[:, None], grad, 0.0)
-    return np.linalg.solve(neg, g[:, :, None])[:, :, 0], definite
+    delta = np.linalg.solve(neg, g[:, :, None])[:, :, 0]
+    if modify:
+        if flip.any():
+            delta[flip] = flipped
+        return delta, definite, usable
+    return delta, definite
 
 
 def _newton_point(v, delta, t):
@@ -860,7 +1336,9 @@ def _polish(d: _Data, v, ll, tol, budget):
     Works in (log μ, log θ, π); θ = ∞ stays fixed (the Poisson face) and π = 0 is held
     (an active bound) while ∂ℓ/∂π ≤ 0 there. Each step is the Newton step on the free
     coordinates, with π projected onto [0, 1) and the step halved until ℓ does not
-    decrease (:data:`_NEWTON_HALVINGS` times at most). A gene is certified at its current
+    decrease (:data:`_NEWTON_HALVINGS` times at most); with size factors, where the Hessian
+    is not negative definite, the modified Newton step (:func:`_newton_direction`), which
+    is never certified. A gene is certified at its current
     point when the free block of the Hessian is negative definite, the Karush-Kuhn-Tucker
     signs hold on the held coordinates (∂ℓ/∂π ≤ 0 at π = 0, ∂ℓ/∂(1/θ) ≤ 0 at θ = ∞) and the
     Newton step from it is at most ``tol`` in the stopping rule's measure
@@ -892,15 +1370,20 @@ def _polish(d: _Data, v, ll, tol, budget):
         free = np.ones((work.size, 3), dtype=bool)
         free[:, 1] = np.isfinite(theta)
         free[:, 2] = ~((pi == 0.0) & (grad[:, 2] <= 0.0))
-        delta, definite = _newton_direction(grad, hess, free)
+        if isinstance(d, _Scaled):
+            delta, definite, usable = _newton_direction(grad, hess, free, modify=True)
+        else:
+            delta, definite = _newton_direction(grad, hess, free)
+            usable = definite
         kkt = ~(np.isinf(theta) & ~(dphi <= 0.0))
-        target = _newton_point(vw, delta, 1.0)
+        with np.errstate(over="ignore"):  # a long modified step: its distance is inf
+            target = _newton_point(vw, delta, 1.0)
         distance = stopping.step_sizes(vw, target)
         done = definite & kkt & ((distance <= tol) | (distance <= stopping.ROUNDING_STEP))
         certified[work[done]] = True
         bound[work[done]] = distance[done]
-        failed[work[~definite | ~kkt]] = True
-        go = definite & kkt & ~done
+        failed[work[~usable | ~kkt]] = True
+        go = usable & kkt & ~done
         # Long steps are cut to a factor e in μ and θ: Newton is only trusted near the top.
         longest = np.max(np.abs(delta[:, :2]), axis=1)
         delta = delta / np.maximum(longest, 1.0)[:, None]
@@ -913,7 +1396,7 @@ def _polish(d: _Data, v, ll, tol, budget):
         if face.any():
             trial = _newton_point(vw, delta, 1.0)
             trial[:, 1] = 0.0
-            value = _objective(sub, np.where(face[:, None], trial, vw))
+            value = _objective_where(sub, trial, vw, face)
             ok = face & (value >= ll[work])
             v[work[ok]], ll[work[ok]] = trial[ok], value[ok]
             pending &= ~ok
@@ -921,7 +1404,7 @@ def _polish(d: _Data, v, ll, tol, budget):
             if not pending.any():
                 break
             trial = _newton_point(vw, delta, t)
-            value = _objective(sub, np.where(pending[:, None], trial, vw))
+            value = _objective_where(sub, trial, vw, pending)
             unresolved = (t * gain <= noise) & (value >= ll[work] - noise)
             ok = pending & ((value >= ll[work]) | unresolved)
             moved = work[ok]
