@@ -156,4 +156,18 @@ WRONG = [
             "test_m_step_fixed_hidden",
         ],
     },
+    {
+        "answer": "m_step_fixed",
+        "why": "fixes psi (the weight of component a, mean(1 - w)) but returns the weighted "
+        "variances as sigma, as the notes label the variance sigma",
+        "source": '''def m_step_fixed(x, w):
+    """psi repaired, but variances where e_step_ab expects standard deviations."""
+    u = 1 - w
+    mu = np.array([np.sum(u * x) / np.sum(u), np.sum(w * x) / np.sum(w)])
+    var_a = np.sum(u * (x - mu[0]) ** 2) / np.sum(u)
+    var_b = np.sum(w * (x - mu[1]) ** 2) / np.sum(w)
+    return mu, np.array([var_a, var_b]), float(np.mean(u))
+''',
+        "loses": ["test_m_step_fixed_labels", "test_m_step_fixed_hidden"],
+    },
 ]
