@@ -179,4 +179,45 @@ WRONG = [
 ''',
         "loses": ["test_bic_hand", "test_bic_hidden"],
     },
+    {
+        "answer": "objective_fixed",
+        "why": "the source notebook's objective: log(r) ADDED to each count's NB log-likelihood, "
+        "a constant in (mu, theta), so the responsibilities play no part",
+        "source": '''def objective_fixed(log_par, x, r):
+    """-sum_i [log r_i + log f(x_i; mu, theta)]."""
+    mu, theta = np.exp(log_par)
+    return -np.sum(np.log(r + 1e-8) + nb_logpmf(x, mu, theta))
+''',
+        "loses": [
+            "test_objective_fixed_hand",
+            "test_objective_fixed_zero",
+            "test_objective_fixed_hidden",
+        ],
+    },
+    {
+        "answer": "objective_fixed",
+        "why": "sees that log(r) is a constant and drops it, leaving the unweighted NB "
+        "log-likelihood of all the counts: every component still fits every count",
+        "source": '''def objective_fixed(log_par, x, r):
+    """The log(r) term dropped: -sum_i log f(x_i; mu, theta)."""
+    mu, theta = np.exp(log_par)
+    return -np.sum(nb_logpmf(x, mu, theta))
+''',
+        "loses": [
+            "test_objective_fixed_hand",
+            "test_objective_fixed_zero",
+            "test_objective_fixed_hidden",
+        ],
+    },
+    {
+        "answer": "objective_fixed",
+        "why": "weights each count's log-likelihood by r but returns Q_j itself, not -Q_j, to a "
+        "minimiser",
+        "source": '''def objective_fixed(log_par, x, r):
+    """Q_j, the function to maximise, without the minus sign."""
+    mu, theta = np.exp(log_par)
+    return np.sum(r * nb_logpmf(x, mu, theta))
+''',
+        "loses": ["test_objective_fixed_hand", "test_objective_fixed_hidden"],
+    },
 ]
