@@ -31,12 +31,13 @@ proportion to the number of distinct (gene, count) pairs, not cells × genes.
 **Size factors.** With an offset, μ given θ has no closed form, so the M-step is one ECM
 cycle (Meng & Rubin 1993): π, then μ given θ (a concave root in log μ, by safeguarded
 Newton), then θ given μ (the profile root, or ∞), each an exact conditional maximum, so EM
-stays monotone. The counts are held as genes × cells rows and processed a block of genes
-at a time; the log Γ, ψ and ψ' terms are summed over each gene's table of distinct
-positive counts, so a cell costs a few arithmetic operations, a ``log1p`` and an ``exp``
-per pass. Since one EM-map evaluation then costs several Newton steps, every gene starts
-with the Newton polish below (:data:`SCALED_POLISH_AFTER`), whose steps where the Hessian
-is not negative definite are those of the modified Newton method; EM is the fallback.
+stays monotone. Each gene's positive counts and its zeros are held apart, cell by cell,
+and processed a block of genes at a time; the log Γ, ψ and ψ' terms are summed over each
+gene's table of distinct positive counts, so a positive count costs a ``log1p`` and a few
+products per pass, a zero a ``log1p``, an ``exp`` and a ``log``. Since one EM-map
+evaluation then costs several Newton steps, every gene starts with the Newton polish below
+(:data:`SCALED_POLISH_AFTER`), whose steps where the Hessian is not negative definite are
+those of the modified Newton method; EM is the fallback.
 
 **Slow genes: a Newton polish.** A gene whose EM rate is within 1e-4 of 1 (a small mean
 with most counts zero, where dropouts and negative-binomial zeros explain the data almost
@@ -278,11 +279,11 @@ def _subset(d: _Data, genes: np.ndarray) -> _Data:
 
 
 # --------------------------------------------------------------------------------------
-# Size factors: one row per gene, one column per cell
+# Size factors: each gene's positive counts and zeros, cell by cell
 # --------------------------------------------------------------------------------------
 
-#: Entries per block of genes: a block's working arrays stay in the processor's cache.
-_BLOCK_ENTRIES = 1 << 15
+#: Cells per block of genes: a block's working arrays stay in the processor's cache.
+_BLOCK_ENTRIES = 1 << 17
 #: exp(−A) is evaluated at A ≤ this (beyond it exp underflows, slowly, towards 0); the few
 #: zeros with a larger A get log P(0) from ``logaddexp``.
 _A_CLIP = 700.0
@@ -290,25 +291,32 @@ _A_CLIP = 700.0
 
 @dataclass(frozen=True)
 class _Scaled:
-    """Counts with size factors, as genes × cells arrays (one row per gene).
+    """Counts with size factors: per gene, its positive counts and its zeros, cell by cell.
 
     With a mean :math:`s_c\\mu_g` every (cell, gene) pair is an entry of its own, but only
     through :math:`L = \\log(1 + s_c\\mu_g/\\theta_g)`; the log Γ, ψ and ψ' terms of the
     negative binomial depend on the count alone, so they are summed over each gene's table
-    of distinct positive counts (``table_*``, sorted by gene; ``table_start[g]`` is where
-    gene g's entries begin). Per entry an iteration costs a few arithmetic operations, one
-    ``log1p`` and one ``exp``, on rows that are processed a block of genes at a time.
+    of distinct positive counts (``table_*``, sorted by gene). The positive counts
+    (``pos_y`` with their cells' factors ``pos_s``) and the zeros (their cells' factors
+    ``zero_s``) are flat arrays in gene order, gene g's entries at
+    ``pos_start[g]:pos_start[g + 1]`` and ``zero_start[g]:zero_start[g + 1]``: a positive
+    count costs a ``log1p`` and a few products per pass, a zero a ``log1p``, an ``exp`` and
+    a ``log``, and the genes are processed a block at a time.
     """
 
-    y: np.ndarray  # (G, n) float, the counts of gene g in row g
-    zero: np.ndarray  # (G, n) float, 1.0 where the count is zero
+    pos_y: np.ndarray  # (P,) float
+    pos_s: np.ndarray  # (P,)
+    pos_start: np.ndarray  # (G + 1,) intp
+    zero_s: np.ndarray  # (Z,)
+    zero_start: np.ndarray  # (G + 1,) intp
     s: np.ndarray  # (n,) size factors
     table_gene: np.ndarray  # (k,) intp, sorted
     table_y: np.ndarray  # (k,) float, positive
     table_freq: np.ndarray  # (k,) float
     table_start: np.ndarray  # (G + 1,) intp
     total: np.ndarray  # (G,) Σ_c y
-    n_pos: np.ndarray  # (G,) number of positive counts
+    n_pos: np.ndarray  # (G,) float, number of positive counts
+    pos_s_sum: np.ndarray  # (G,) Σ_{c: y > 0} s_c
     y_log_s: np.ndarray  # (G,) Σ_c y log s_c
     log_factorial: np.ndarray  # (G,) Σ_c log y!
     n_genes: int
@@ -316,51 +324,83 @@ class _Scaled:
     matrix: bool
 
 
-def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Σ_c a_gc b_gc per row (a product and a row sum: the same for a row in any batch)."""
-    return (a * b).sum(axis=1)
+def _seg_sum(x: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Σ of each gene's segment ``x[start[g]:start[g + 1]]`` (0 for an empty one)."""
+    count = np.diff(start)
+    out = np.zeros(count.size)
+    nonempty = count > 0
+    if x.size:
+        out[nonempty] = np.add.reduceat(x, start[:-1][nonempty])
+    return out
 
 
 def _prepare_scaled(counts: np.ndarray, sf: np.ndarray, matrix: bool) -> _Scaled:
     gene, value, freq = _tables(counts)
     positive = value > 0
-    y = np.ascontiguousarray(counts.T, dtype=float)
-    g = y.shape[0]
     table_gene = gene[positive]
+    g = counts.shape[1]
+    pos_y, pos_s, zero_s = [], [], []
+    pos_count = np.zeros(g, dtype=np.intp)
+    rows = max(1, _CHUNK_ENTRIES // counts.shape[0])
+    for a in range(0, g, rows):
+        block = np.asarray(counts[:, a : a + rows].T, dtype=float)  # genes × cells
+        mask = block > 0
+        cells = np.broadcast_to(sf, block.shape)
+        pos_y.append(block[mask])
+        pos_s.append(cells[mask])
+        zero_s.append(cells[~mask])
+        pos_count[a : a + rows] = mask.sum(axis=1)
+    pos_y, pos_s, zero_s = (np.concatenate(p) for p in (pos_y, pos_s, zero_s))
+    pos_start = np.concatenate([[0], np.cumsum(pos_count)])
+    zero_start = np.concatenate([[0], np.cumsum(counts.shape[0] - pos_count)])
     return _Scaled(
-        y=y,
-        zero=(y == 0).astype(float),
+        pos_y=pos_y,
+        pos_s=pos_s,
+        pos_start=pos_start,
+        zero_s=zero_s,
+        zero_start=zero_start,
         s=sf,
         table_gene=table_gene,
         table_y=value[positive],
         table_freq=freq[positive],
         table_start=np.searchsorted(table_gene, np.arange(g + 1)),
-        total=y.sum(axis=1),
-        n_pos=np.bincount(table_gene, weights=freq[positive], minlength=g),
-        y_log_s=_rowdot(y, np.log(sf)[None, :]),
+        total=_seg_sum(pos_y, pos_start),
+        n_pos=pos_count.astype(float),
+        pos_s_sum=_seg_sum(pos_s, pos_start),
+        y_log_s=_seg_sum(pos_y * np.log(pos_s), pos_start),
         log_factorial=np.bincount(gene, weights=freq * gammaln(value + 1.0), minlength=g),
         n_genes=g,
-        n_cells=y.shape[1],
+        n_cells=counts.shape[0],
         matrix=matrix,
     )
 
 
+def _gather(start: np.ndarray, genes: np.ndarray):
+    """Indices of the entries of ``genes`` in a segmented array, and the new starts."""
+    count = np.diff(start)[genes]
+    new_start = np.concatenate([[0], np.cumsum(count)])
+    index = np.repeat(start[genes] - new_start[:-1], count) + np.arange(new_start[-1])
+    return index, new_start
+
+
 def _subset_scaled(d: _Scaled, genes: np.ndarray) -> _Scaled:
-    keep = np.zeros(d.n_genes, dtype=bool)
-    keep[genes] = True
-    number = np.cumsum(keep) - 1
-    entries = keep[d.table_gene]
-    table_gene = number[d.table_gene[entries]]
+    pos, pos_start = _gather(d.pos_start, genes)
+    zero, zero_start = _gather(d.zero_start, genes)
+    table, table_start = _gather(d.table_start, genes)
     return replace(
         d,
-        y=d.y[genes],
-        zero=d.zero[genes],
-        table_gene=table_gene,
-        table_y=d.table_y[entries],
-        table_freq=d.table_freq[entries],
-        table_start=np.searchsorted(table_gene, np.arange(genes.size + 1)),
+        pos_y=d.pos_y[pos],
+        pos_s=d.pos_s[pos],
+        pos_start=pos_start,
+        zero_s=d.zero_s[zero],
+        zero_start=zero_start,
+        table_gene=np.repeat(np.arange(genes.size), np.diff(table_start)),
+        table_y=d.table_y[table],
+        table_freq=d.table_freq[table],
+        table_start=table_start,
         total=d.total[genes],
         n_pos=d.n_pos[genes],
+        pos_s_sum=d.pos_s_sum[genes],
         y_log_s=d.y_log_s[genes],
         log_factorial=d.log_factorial[genes],
         n_genes=genes.size,
@@ -375,19 +415,25 @@ def _blocks(d: _Scaled):
         return
     for a in range(0, d.n_genes, rows):
         b = min(a + rows, d.n_genes)
+        p0, p1 = d.pos_start[a], d.pos_start[b]
+        z0, z1 = d.zero_start[a], d.zero_start[b]
         t0, t1 = d.table_start[a], d.table_start[b]
         yield (
             slice(a, b),
             replace(
                 d,
-                y=d.y[a:b],
-                zero=d.zero[a:b],
+                pos_y=d.pos_y[p0:p1],
+                pos_s=d.pos_s[p0:p1],
+                pos_start=d.pos_start[a : b + 1] - p0,
+                zero_s=d.zero_s[z0:z1],
+                zero_start=d.zero_start[a : b + 1] - z0,
                 table_gene=d.table_gene[t0:t1] - a,
                 table_y=d.table_y[t0:t1],
                 table_freq=d.table_freq[t0:t1],
                 table_start=d.table_start[a : b + 1] - t0,
                 total=d.total[a:b],
                 n_pos=d.n_pos[a:b],
+                pos_s_sum=d.pos_s_sum[a:b],
                 y_log_s=d.y_log_s[a:b],
                 log_factorial=d.log_factorial[a:b],
                 n_genes=b - a,
@@ -399,61 +445,78 @@ def _table_sum(d: _Scaled, values: np.ndarray) -> np.ndarray:
     return np.bincount(d.table_gene, weights=d.table_freq * values, minlength=d.n_genes)
 
 
-def _scaled_means(d: _Scaled, mu, theta):
-    """Per entry m = sμ, L = log(1 + m/θ) and A = θL = −log f(0) (L = 0 and A = m at θ = ∞)."""
-    finite = np.isfinite(theta)
-    m = mu[:, None] * d.s
-    safe = np.where(finite, theta, 1.0)
-    big_l = m * np.where(finite, 1.0 / safe, 0.0)[:, None]
-    np.log1p(big_l, out=big_l)
-    big_a = big_l * np.where(finite, theta, 0.0)[:, None]
-    if not finite.all():
-        big_a[~finite] = m[~finite]
-    return m, big_l, big_a
+def _per_entry(values: np.ndarray, start: np.ndarray) -> np.ndarray:
+    return np.repeat(values, np.diff(start))
 
 
-def _scaled_zero_mixture(d: _Scaled, pi, big_a, want_share: bool = True):
-    """P(0) = π + (1 − π) e^{−A}, its log and the dropout share π / P(0) (0 on positives).
+class _Means:
+    """Per entry of one set (positives or zeros): m = sμ, 1/θ, q = m/θ, L = log(1 + q).
 
-    P(0) is evaluated with A clipped at :data:`_A_CLIP`; zeros beyond it get their log P(0)
-    and share from ``logaddexp`` (P(0) itself is then only a lower bound of its true value
-    when π = 0, and is used only as such).
+    With ``theta_or_1`` also θ per entry (1 at θ = ∞, where 1/θ = q = L = 0).
     """
+
+    def __init__(self, s, start, mu, inv_theta, theta_or_1=None):
+        self.m = s * _per_entry(mu, start)
+        self.inv_t = _per_entry(inv_theta, start)
+        self.q = self.m * self.inv_t
+        self.big_l = np.log1p(self.q)
+        self.t = None if theta_or_1 is None else _per_entry(theta_or_1, start)
+
+
+def _theta_parts(theta):
+    finite = np.isfinite(theta)
+    safe = np.where(finite, theta, 1.0)
+    return finite, np.where(finite, 1.0 / safe, 0.0), safe
+
+
+def _zero_terms(d: _Scaled, z: _Means, finite, pi, want_share=True, want_log=True):
+    """For the zeros: A = −log f(0) (θL, or m at θ = ∞), f(0), P(0), log P(0), the share."""
+    big_a = z.big_l * z.t
+    if not finite.all():
+        inf = _per_entry(~finite, d.zero_start)
+        big_a[inf] = z.m[inf]
     f0 = np.minimum(big_a, _A_CLIP)
     np.negative(f0, out=f0)
     np.exp(f0, out=f0)
-    p0 = f0 * (1.0 - pi)[:, None]
-    p0 += pi[:, None]
-    log_p0 = np.log(p0)
-    if want_share:
-        share = pi[:, None] / p0
-        share *= d.zero
-    else:
-        share = None
-    far = (big_a > _A_CLIP) & (d.zero > 0)
+    pi_e = _per_entry(pi, d.zero_start)
+    p0 = f0 * (1.0 - pi_e)
+    p0 += pi_e
+    log_p0 = np.log(p0) if want_log else None
+    share = pi_e / p0 if want_share else None
+    far = big_a > _A_CLIP
     if far.any():
-        rows = np.nonzero(far)[0]
         with np.errstate(divide="ignore"):
-            log_pi = np.log(pi)[rows]
-            log_p0[far] = np.logaddexp(log_pi, np.log1p(-pi)[rows] - big_a[far])
+            log_pi = np.log(pi_e[far])
+            exact = np.logaddexp(log_pi, np.log1p(-pi_e[far]) - big_a[far])
+        if want_log:
+            log_p0[far] = exact
         if want_share:
-            share[far] = np.exp(log_pi - log_p0[far])
-    return f0, p0, log_p0, share
+            share[far] = np.exp(log_pi - exact)
+    return big_a, f0, p0, log_p0, share
 
 
-def _scaled_loglik_block(d: _Scaled, mu, theta, pi, want_share: bool):
-    _, big_l, big_a = _scaled_means(d, mu, theta)
-    _, _, log_p0, share = _scaled_zero_mixture(d, pi, big_a, want_share)
-    # Σ_zeros log P(0) − Σ_positives A − Σ y L, in one row sum.
-    log_p0 += big_a
-    log_p0 *= d.zero
-    log_p0 -= big_a
-    big_l *= d.y
-    log_p0 -= big_l
+def _scaled_parts(d: _Scaled, mu, theta, pi, want_share=True, want_log=True):
+    """What ℓ and its derivatives share: the means of positives and zeros, the zero terms."""
+    finite, inv_theta, safe = _theta_parts(theta)
+    p = _Means(d.pos_s, d.pos_start, mu, inv_theta)
+    z = _Means(d.zero_s, d.zero_start, mu, inv_theta, safe)
+    return p, z, _zero_terms(d, z, finite, pi, want_share, want_log)
+
+
+def _scaled_loglik_block(d: _Scaled, mu, theta, pi, want_share: bool, parts=None):
+    if parts is None:
+        parts = _scaled_parts(d, mu, theta, pi, want_share)
+    p, _, (_, _, _, log_p0, share) = parts
+    finite, _, safe = _theta_parts(theta)
+    # Positives: Σ [y log m − (y + θ) L], and −Σ m at θ = ∞ (where L = 0).
+    y_l = _seg_sum(d.pos_y * p.big_l, d.pos_start)
+    sum_l = _seg_sum(p.big_l, d.pos_start)
     with np.errstate(divide="ignore"):
         log_keep = np.where(d.n_pos > 0, d.n_pos * np.log1p(-pi), 0.0)
     ll = (
-        log_p0.sum(axis=1)
+        _seg_sum(log_p0, d.zero_start)
+        - y_l
+        - np.where(finite, safe * sum_l, mu * d.pos_s_sum)
         + _table_sum(d, _negbin.log_gamma_ratio(d.table_y, theta[d.table_gene]))
         + log_keep
         + d.total * np.log(mu)
@@ -464,40 +527,48 @@ def _scaled_loglik_block(d: _Scaled, mu, theta, pi, want_share: bool):
 
 
 def _scaled_loglik(d: _Scaled, mu, theta, pi, want_share: bool = True):
-    """As :func:`_loglik_and_share`; the shares are a genes × cells array (0 on positives)."""
+    """As :func:`_loglik_and_share`; the shares are those of the zeros, in ``zero_s`` order."""
     ll = np.empty(d.n_genes)
-    share = np.empty((d.n_genes, d.n_cells)) if want_share else None
+    share = np.empty(d.zero_s.size) if want_share else None
     for rows, b in _blocks(d):
         ll[rows], part = _scaled_loglik_block(b, mu[rows], theta[rows], pi[rows], want_share)
         if want_share:
-            share[rows] = part
+            share[d.zero_start[rows.start] : d.zero_start[rows.stop]] = part
     return ll, share
 
 
 def _scaled_mu_block(d: _Scaled, w, mu, theta):
     """The μ maximising Σ w log f(y; sμ, θ) at fixed θ (concave in log μ).
 
-    With u = y + θw and r = sμ/(θ + sμ) the score in log μ is Σ y − Σ u r, decreasing in
-    log μ: its root by the safeguarded Newton of :func:`emlib._negbin._log_root`. At θ = ∞
-    the Poisson's closed form Σ y / Σ w s.
+    With u = y + θw (w = 1 on positives, 1 − share on zeros) and r = sμ/(θ + sμ) the score
+    in log μ is Σ y − Σ u r, decreasing in log μ: its root by the safeguarded Newton of
+    :func:`emlib._negbin._log_root`. At θ = ∞ the Poisson's closed form Σ y / Σ w s.
     """
-    finite = np.isfinite(theta)
-    out = d.total / np.maximum(_rowdot(w, d.s[None, :]), np.finfo(float).tiny)
+    finite, _, safe = _theta_parts(theta)
+    denominator = d.pos_s_sum + _seg_sum(w * d.zero_s, d.zero_start)
+    out = d.total / np.maximum(denominator, np.finfo(float).tiny)
     if not finite.any():
         return out
-    t = np.where(finite, theta, 1.0)[:, None]
-    u = w * t
-    u += d.y
+    tp = _per_entry(safe, d.pos_start)
+    tz = _per_entry(safe, d.zero_start)
+    up = d.pos_y + tp
+    uz = w * tz
 
     def score(x, live):
-        m = np.exp(x)[:, None] * d.s
-        inv = m + t
-        np.divide(1.0, inv, out=inv)
-        m *= inv
-        m *= u  # u r
-        first = m.sum(axis=1)
-        inv *= t
-        return d.total - first, -_rowdot(m, inv)
+        mu_x = np.exp(x)
+        first = np.zeros(d.n_genes)
+        second = np.zeros(d.n_genes)
+        for s, start, t, u in ((d.pos_s, d.pos_start, tp, up), (d.zero_s, d.zero_start, tz, uz)):
+            m = s * _per_entry(mu_x, start)
+            inv = m + t
+            np.divide(1.0, inv, out=inv)
+            m *= inv
+            m *= u  # u r
+            first += _seg_sum(m, start)
+            inv *= t
+            m *= inv
+            second += _seg_sum(m, start)
+        return d.total - first, -second
 
     x0 = np.log(np.where(np.isfinite(mu) & (mu > 0), mu, out))
     root = _negbin._log_root(score, x0, active=finite, lower=-700.0, upper=700.0)
@@ -510,39 +581,48 @@ def _scaled_theta_block(d: _Scaled, w, mu, theta):
     As :func:`emlib._negbin._conditional_theta`, with the ψ and ψ' sums over the table of
     positive counts (where w = 1).
     """
-    m = mu[:, None] * d.s
-    resid = d.y - m
+    mp = d.pos_s * _per_entry(mu, d.pos_start)
+    mz = d.zero_s * _per_entry(mu, d.zero_start)
+    wmz = w * mz
+    resid = d.pos_y - mp
     resid *= resid
-    resid -= d.y
-    excess = _rowdot(w, resid)
+    resid -= d.pos_y
+    excess = _seg_sum(resid, d.pos_start) + _seg_sum(wmz * mz, d.zero_start)
     over = excess > 0
     out = np.full(d.n_genes, np.inf)
     if not over.any():
         return out
-    total_w = w.sum(axis=1)
-    wm = w * m
-    scale = wm.sum(axis=1) / np.maximum(total_w, np.finfo(float).tiny)
+    total_w = d.n_pos + _seg_sum(w, d.zero_start)
+    sum_wm = _seg_sum(mp, d.pos_start) + _seg_sum(wmz, d.zero_start)
+    scale = sum_wm / np.maximum(total_w, np.finfo(float).tiny)
     with np.errstate(divide="ignore", invalid="ignore"):
         moment = np.clip(total_w * scale**2 / excess, _negbin.THETA_MIN, _negbin.THETA_MAX)
     x0 = np.log(_negbin._start_theta(theta, moment))
     # A finite warm start (the previous iterate) is near the root: the moment start would
     # cost one more pass over the cells.
     x_alt = np.where(np.isfinite(theta), x0, np.log(moment))
-    c = wm - d.y  # w m − y
+    cp = mp - d.pos_y  # w m − y on the positives (w = 1)
 
     def score(x, live):
         t = np.exp(x)
-        tc = t[:, None]
-        inv = m + tc
-        np.divide(1.0, inv, out=inv)
-        big_l = m / tc
-        np.log1p(big_l, out=big_l)
-        ci = c * inv
-        g1 = ci.sum(axis=1) - _rowdot(w, big_l)
-        ci *= inv
-        h1 = _rowdot(wm, inv) / t - ci.sum(axis=1)
-        g1 += _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
-        h1 += _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
+        g1 = _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
+        h1 = _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
+        for m, start, c, wm, weight in (
+            (mp, d.pos_start, cp, mp, None),
+            (mz, d.zero_start, wmz, wmz, w),
+        ):
+            te = _per_entry(t, start)
+            inv = m + te
+            np.divide(1.0, inv, out=inv)
+            big_l = m / te
+            np.log1p(big_l, out=big_l)
+            if weight is not None:
+                big_l *= weight
+            ci = c * inv
+            g1 += _seg_sum(ci, start) - _seg_sum(big_l, start)
+            ci *= inv
+            inv *= wm
+            h1 += _seg_sum(inv, start) / t - _seg_sum(ci, start)
         return t * g1, t * g1 + t * t * h1
 
     root = _negbin._log_root(
@@ -554,7 +634,7 @@ def _scaled_theta_block(d: _Scaled, w, mu, theta):
 
 def _scaled_m_step_block(d: _Scaled, share, mu_old, theta_old):
     """One ECM step: π, then μ given θ, then θ given μ (each an exact conditional maximum)."""
-    pi = share.sum(axis=1) / d.n_cells
+    pi = _seg_sum(share, d.zero_start) / d.n_cells
     w = 1.0 - share
     mu = _scaled_mu_block(d, w, mu_old, theta_old)
     theta = _scaled_theta_block(d, w, mu, theta_old)
@@ -564,10 +644,11 @@ def _scaled_m_step_block(d: _Scaled, share, mu_old, theta_old):
 def _scaled_m_step(d: _Scaled, share, mu_old, theta_old):
     out = [np.empty(d.n_genes) for _ in range(3)]
     for rows, b in _blocks(d):
-        for whole, part in zip(
-            out, _scaled_m_step_block(b, share[rows], mu_old[rows], theta_old[rows]), strict=True
+        part = share[d.zero_start[rows.start] : d.zero_start[rows.stop]]
+        for whole, new in zip(
+            out, _scaled_m_step_block(b, part, mu_old[rows], theta_old[rows]), strict=True
         ):
-            whole[rows] = part
+            whole[rows] = new
     return tuple(out)
 
 
@@ -577,70 +658,112 @@ def _scaled_em_map(d: _Scaled, mu, theta, pi):
     out = [np.empty(d.n_genes) for _ in range(3)]
     for rows, b in _blocks(d):
         ll[rows], share = _scaled_loglik_block(b, mu[rows], theta[rows], pi[rows], True)
-        for whole, part in zip(
+        for whole, new in zip(
             out, _scaled_m_step_block(b, share, mu[rows], theta[rows]), strict=True
         ):
-            whole[rows] = part
+            whole[rows] = new
     return (*out, ll)
 
 
-def _scaled_newton_block(d: _Scaled, mu, theta, pi):
-    inf = np.isinf(theta)
-    t = np.where(inf, 1.0, theta)
-    m, _, big_a = _scaled_means(d, mu, theta)
-    f0, p0, _, share = _scaled_zero_mixture(d, pi, big_a)
+def _scaled_newton_block(d: _Scaled, mu, theta, pi, parts=None):
+    if parts is None:
+        parts = _scaled_parts(d, mu, theta, pi, want_log=False)
+    p, z, (_, f0, p0, _, share) = parts
+    finite, _, t = _theta_parts(theta)
+    inf = ~finite
+    k = d.n_genes
+
+    def pos(x):
+        return _seg_sum(x, d.pos_start)
+
+    def zer(x):
+        return _seg_sum(x, d.zero_start)
+
+    # Positives (weight 1): the negative-binomial derivatives in (a, b) = (log μ, log θ),
+    # with the factors θ of the b-derivatives applied per gene after summing. With
+    # q = m/θ, tp = θ/(θ + m) = 1/(1 + q) and r = m/(θ + m) = q·tp (1, 0 at θ = ∞):
+    # ∂a = tp(y − m), ∂aa = −tp²(m + qy), ∂b = −θ[(y − m)/(θ + m) + L],
+    # ∂bb = ∂b + θ[r + tp(y − m)/(θ + m)], ∂ab = r·tp(y − m).
+    y = d.pos_y
+    tp = p.q + 1.0
+    np.divide(1.0, tp, out=tp)
+    r = p.q * tp
+    resid = y - p.m
+    ri = resid * p.inv_t
+    ri *= tp  # (y − m)/(θ + m)
+    da = tp * resid
+    g_a = pos(da)
+    da *= r
+    h_ab = pos(da)
+    curv = p.q * y
+    curv += p.m
+    curv *= tp
+    curv *= tp
+    h_aa = -pos(curv)
+    sum_ri, sum_l = pos(ri), pos(p.big_l)
+    ri *= tp
+    b_pos = -(sum_ri + sum_l)  # ∂b / θ
+    bb_pos = pos(r) + pos(ri)  # (∂bb − ∂b) / θ
+    dphi_pos = pos(resid * resid - y) if inf.any() else None
+    # Zeros (y = 0): log f0 = −θL with ∂a = −m·tz, ∂aa = ∂a·tz, ∂b = θ(rz − L) = θe,
+    # ∂bb = ∂b + θrz², ∂ab = ∂a·rz; weighted by w = 1 − share, plus share·w times
+    # products of first derivatives (the derivatives of log P(0) = log(π + (1 − π) f0)).
     w = 1.0 - share
     qq = share * w
-    tt = t[:, None]
-    inv = 1.0 / (tt + m)
-    # θ/(θ + m) and m/(θ + m); 1 and 0 at θ = ∞.
-    tp = np.where(inf[:, None], 1.0, tt * inv)
-    r = 1.0 - tp
-    resid = d.y - m
-    da = tp * resid
-    daa = -tp * (m * tp + r * d.y)
-    big_l = np.log1p(m / tt)  # θ = 1 stands in at θ = ∞: those genes' θ terms are dropped
-    db = tt * ((m - d.y) * inv - big_l)
-    dbb = db + tt * tt * (m / (tt * (tt + m)) - (m - d.y) * inv * inv)
-    dab = tp * r * resid
-    k = d.n_genes
-    grad = np.empty((k, 3))
-    hess = np.empty((k, 3, 3))
-    grad[:, 0] = _rowdot(w, da)
-    hess[:, 0, 0] = _rowdot(w, daa) + _rowdot(qq, da * da)
-    psi = _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
-    psi1 = _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
-    grad[:, 1] = t * psi + _rowdot(w, db)
-    hess[:, 1, 1] = t * psi + t * t * psi1 + _rowdot(w, dbb) + _rowdot(qq, db * db)
-    hess[:, 0, 1] = hess[:, 1, 0] = _rowdot(w, dab) + _rowdot(qq, da * db)
+    tz = z.q + 1.0
+    np.divide(1.0, tz, out=tz)
+    rz = z.q * tz
+    mt = z.m * tz  # −∂a
+    e = rz - z.big_l  # ∂b / θ
+    wmt = w * mt
+    we = w * e
+    qmt = qq * mt
+    qe = qq * e
+    g_a -= zer(wmt)
+    b_zero = zer(we)
+    h_aa += zer(qmt * mt) - zer(wmt * tz)
+    wr = w * rz
+    wr *= rz
+    bb_zero = zer(wr)  # Σ w rz²
+    qe_e = zer(qe * e)
+    h_ab_zero = zer(qmt * e)  # Σ share·w·mt·e
+    h_ab -= zer(wmt * rz)
+    # π: ∂ log P0/∂π = (1 − f0)/P0; ∂² log P0/∂π∂x = −f0/P0² ∂(log f0)/∂x.
+    dp = 1.0 - f0
+    dp /= p0
+    cross = p0 * p0
+    np.divide(f0, cross, out=cross)
     with np.errstate(divide="ignore"):
         keep = 1.0 / (1.0 - pi)
-    # A zero: ∂ log P0/∂π = (1 − f0)/P0, ∂² log P0/∂π∂a = −f0/P0² ∂(log f0)/∂a, with
-    # ∂(log f0)/∂(log μ) = −m θ/(θ + m) and ∂(log f0)/∂(log θ) = db at y = 0.
-    dp = (1.0 - f0) / p0
-    dp *= d.zero
-    cross = f0 / (p0 * p0)
-    cross *= d.zero
-    grad[:, 2] = dp.sum(axis=1) - d.n_pos * keep
-    hess[:, 2, 2] = -_rowdot(dp, dp) - d.n_pos * keep * keep
-    hess[:, 0, 2] = hess[:, 2, 0] = _rowdot(cross, m * tp)
-    hess[:, 1, 2] = hess[:, 2, 1] = -_rowdot(cross, db)
+    psi = _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
+    psi1 = _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
+    g_b = t * (b_pos + b_zero)
+    grad = np.empty((k, 3))
+    hess = np.empty((k, 3, 3))
+    grad[:, 0] = g_a
+    grad[:, 1] = t * psi + g_b
+    grad[:, 2] = zer(dp) - d.n_pos * keep
+    hess[:, 0, 0] = h_aa
+    hess[:, 1, 1] = t * psi + t * t * psi1 + g_b + t * (bb_pos + bb_zero) + t * t * qe_e
+    hess[:, 0, 1] = hess[:, 1, 0] = h_ab - t * h_ab_zero
+    hess[:, 2, 2] = -zer(dp * dp) - d.n_pos * keep * keep
+    hess[:, 0, 2] = hess[:, 2, 0] = zer(cross * mt)
+    hess[:, 1, 2] = hess[:, 2, 1] = -t * zer(cross * e)
     dphi = np.full(k, np.nan)
     if inf.any():
         grad[inf, 1] = 0.0
         hess[inf, 1, :] = 0.0
         hess[inf, :, 1] = 0.0
-        resid2 = resid[inf] ** 2 - d.y[inf]
-        dphi[inf] = _rowdot(w[inf], resid2) / 2.0
+        dphi[inf] = (dphi_pos[inf] + zer(w * z.m * z.m)[inf]) / 2.0
     return grad, hess, dphi
 
 
 def _scaled_newton_terms(d: _Scaled, mu, theta, pi):
-    """As :func:`_newton_terms`, with per-entry sums along rows and ψ, ψ' over the tables.
+    """As :func:`_newton_terms`, summed over each gene's positive counts and zeros.
 
-    The negative-binomial derivatives of an entry are weighted by w = 1 − (dropout share)
-    (1 on positives, the non-dropout posterior q on zeros), plus q(1 − q) times products
-    of first derivatives on zeros: the derivatives of log P(0) = log(π + (1 − π) f(0)).
+    On a zero the negative-binomial derivatives are weighted by the non-dropout posterior
+    w = 1 − share, plus share·w times products of first derivatives (the derivatives of
+    log P(0) = log(π + (1 − π) f(0))); ψ and ψ' are summed over the tables.
     """
     grad = np.empty((d.n_genes, 3))
     hess = np.empty((d.n_genes, 3, 3))
@@ -650,6 +773,20 @@ def _scaled_newton_terms(d: _Scaled, mu, theta, pi):
             b, mu[rows], theta[rows], pi[rows]
         )
     return grad, hess, dphi
+
+
+def _scaled_fused(d: _Scaled, mu, theta, pi):
+    """ℓ and the Newton terms together (one pass over the cells for both)."""
+    ll = np.empty(d.n_genes)
+    grad = np.empty((d.n_genes, 3))
+    hess = np.empty((d.n_genes, 3, 3))
+    dphi = np.empty(d.n_genes)
+    for rows, b in _blocks(d):
+        args = mu[rows], theta[rows], pi[rows]
+        parts = _scaled_parts(b, *args)
+        ll[rows], _ = _scaled_loglik_block(b, *args, False, parts)
+        grad[rows], hess[rows], dphi[rows] = _scaled_newton_block(b, *args, parts)
+    return ll, grad, hess, dphi
 
 
 def _scaled_moment_start(d: _Scaled, second, pi):
@@ -664,10 +801,14 @@ def _scaled_moment_start(d: _Scaled, second, pi):
 def _scaled_default_init(d: _Scaled):
     """The moment start with size factors (see :func:`default_init`)."""
     n = d.n_cells
-    second = _rowdot(d.y, d.y) - d.total  # Σ y(y − 1)
+    second = _table_sum(d, d.table_y * (d.table_y - 1.0))  # Σ y(y − 1)
     mu, theta = _scaled_moment_start(d, second, 0.0)
-    zeros = d.zero.sum(axis=1) / n
-    f0 = np.exp(-_scaled_means(d, mu, theta)[2]).mean(axis=1)
+    zeros = (n - d.n_pos) / n
+    _, inv_theta, safe = _theta_parts(theta)
+    f0 = 0.0
+    for s, start in ((d.pos_s, d.pos_start), (d.zero_s, d.zero_start)):
+        e = _Means(s, start, mu, inv_theta, safe)
+        f0 = f0 + _seg_sum(np.exp(-e.big_l * e.t), start) / n
     pi = np.clip((zeros - f0) / (1 - f0), 0.01, 0.9)
     mu, theta = _scaled_moment_start(d, second, pi)
     return mu, theta, pi
@@ -983,6 +1124,20 @@ def _objective_where(d: _Data, trial, base, mask) -> np.ndarray:
     return _objective(d, np.where(mask[:, None], trial, base))
 
 
+def _fused_where(d: _Scaled, trial, mask):
+    """ℓ and the Newton terms at ``trial`` where ``mask`` holds (ℓ = −inf elsewhere)."""
+    k = d.n_genes
+    value = np.full(k, -np.inf)
+    terms = [np.zeros((k, 3)), np.zeros((k, 3, 3)), np.full(k, np.nan)]
+    which = np.flatnonzero(mask & _in_domain(trial))
+    if which.size:
+        sub = d if which.size == k else _subset(d, which)
+        value[which], *parts = _scaled_fused(sub, *_unpack(trial[which]))
+        for whole, part in zip(terms, parts, strict=True):
+            whole[which] = part
+    return value, terms
+
+
 def _loglik_only(d: _Data, mu, theta, pi) -> np.ndarray:
     if isinstance(d, _Scaled):
         return _scaled_loglik(d, mu, theta, pi, want_share=False)[0]
@@ -1109,43 +1264,45 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
     iteration = 0
     while True:
         iteration += 1
-        va, lla = v[sub_genes], ll[sub_genes]
-        if accelerate == "squarem" and np.all(max_iter - n_iter[sub_genes[live]] >= 3):
-            v_new, ll_new, used, done, new_step_max, rho, new_bound = _squarem_cycle(
-                sub, va, lla, step_max[sub_genes], xtol, tol, last_rho[sub_genes]
+        # With size factors the polish comes first (see SCALED_POLISH_AFTER).
+        if not (iteration == 1 and polish and first_polish == 0):
+            va, lla = v[sub_genes], ll[sub_genes]
+            if accelerate == "squarem" and np.all(max_iter - n_iter[sub_genes[live]] >= 3):
+                v_new, ll_new, used, done, new_step_max, rho, new_bound = _squarem_cycle(
+                    sub, va, lla, step_max[sub_genes], xtol, tol, last_rho[sub_genes]
+                )
+                new_step = last_step[sub_genes]
+            else:
+                v_new, _ = _em_map(sub, va)
+                ll_new = _loglik_only(sub, *_unpack(v_new))
+                used = np.ones(sub_genes.size, dtype=np.int64)
+                new_step_max = step_max[sub_genes]
+                new_step = stopping.step_sizes(va, v_new)
+                rate, rho = stopping.slowest_rate(
+                    last_rho[sub_genes], stopping.rate_estimate(last_step[sub_genes], new_step)
+                )
+                new_bound = stopping.aitken_bound(new_step, rate)
+                done = stopping.is_converged(new_step, rate, tol)
+                if xtol is not None:
+                    by_x = ~done & (np.linalg.norm(v_new - va, axis=1) <= xtol)
+                    new_bound = np.where(by_x, np.nan, new_bound)
+                    done |= by_x
+            genes = sub_genes[live]
+            _guard(lla[live], ll_new[live], genes, iteration)
+            n_iter[genes] += used[live]
+            done = done[live]
+            v[genes], ll[genes], step_max[genes] = v_new[live], ll_new[live], new_step_max[live]
+            last_rho[genes], last_step[genes], bound[genes] = (
+                rho[live],
+                new_step[live],
+                new_bound[live],
             )
-            new_step = last_step[sub_genes]
-        else:
-            v_new, _ = _em_map(sub, va)
-            ll_new = _loglik_only(sub, *_unpack(v_new))
-            used = np.ones(sub_genes.size, dtype=np.int64)
-            new_step_max = step_max[sub_genes]
-            new_step = stopping.step_sizes(va, v_new)
-            rate, rho = stopping.slowest_rate(
-                last_rho[sub_genes], stopping.rate_estimate(last_step[sub_genes], new_step)
-            )
-            new_bound = stopping.aitken_bound(new_step, rate)
-            done = stopping.is_converged(new_step, rate, tol)
-            if xtol is not None:
-                by_x = ~done & (np.linalg.norm(v_new - va, axis=1) <= xtol)
-                new_bound = np.where(by_x, np.nan, new_bound)
-                done |= by_x
-        genes = sub_genes[live]
-        _guard(lla[live], ll_new[live], genes, iteration)
-        n_iter[genes] += used[live]
-        done = done[live]
-        v[genes], ll[genes], step_max[genes] = v_new[live], ll_new[live], new_step_max[live]
-        last_rho[genes], last_step[genes], bound[genes] = (
-            rho[live],
-            new_step[live],
-            new_bound[live],
-        )
-        record_genes.append(genes)
-        record_values.append(ll_new[live])
-        if record and live[0]:
-            path.append(v_new[0].copy())
-        converged[genes[done]] = True
-        live[live] = ~done & (n_iter[genes] < max_iter)
+            record_genes.append(genes)
+            record_values.append(ll_new[live])
+            if record and live[0]:
+                path.append(v_new[0].copy())
+            converged[genes[done]] = True
+            live[live] = ~done & (n_iter[genes] < max_iter)
         if polish:
             slow = live & (n_iter[sub_genes] >= next_polish[sub_genes])
             if slow.any():
@@ -1358,6 +1515,22 @@ def _polish(d: _Data, v, ll, tol, budget):
     bound = np.full(k, np.inf)
     moves = []
     budget = np.broadcast_to(budget, (k,))
+    # With size factors ℓ at a trial point comes with the Newton terms there (one pass
+    # over the cells for both), kept for the next step if the trial is accepted.
+    scaled = isinstance(d, _Scaled)
+    cache = (np.zeros((k, 3)), np.zeros((k, 3, 3)), np.zeros(k), np.zeros(k, dtype=bool))
+
+    def evaluate(sub, trial, base, mask):
+        if not scaled:
+            return _objective_where(sub, trial, base, mask), None
+        return _fused_where(sub, trial, mask)
+
+    def keep(work, ok, terms):
+        if scaled:
+            for whole, part in zip(cache[:3], terms, strict=True):
+                whole[work[ok]] = part[ok]
+            cache[3][work[ok]] = True
+
     while True:
         work = np.flatnonzero(~certified & ~failed & (steps < budget))
         if work.size == 0:
@@ -1365,7 +1538,17 @@ def _polish(d: _Data, v, ll, tol, budget):
         sub = _subset(d, work) if work.size < k else d
         vw = v[work]
         mu, theta, pi = _unpack(vw)
-        grad, hess, dphi = _newton_terms(sub, mu, theta, pi)
+        if scaled:
+            need = ~cache[3][work]
+            if need.any():
+                part_data = sub if need.all() else _subset(sub, np.flatnonzero(need))
+                terms = _newton_terms(part_data, *_unpack(vw[need]))
+                for whole, part in zip(cache[:3], terms, strict=True):
+                    whole[work[need]] = part
+                cache[3][work[need]] = True
+            grad, hess, dphi = (a[work] for a in cache[:3])
+        else:
+            grad, hess, dphi = _newton_terms(sub, mu, theta, pi)
         steps[work] += 1
         free = np.ones((work.size, 3), dtype=bool)
         free[:, 1] = np.isfinite(theta)
@@ -1396,19 +1579,21 @@ def _polish(d: _Data, v, ll, tol, budget):
         if face.any():
             trial = _newton_point(vw, delta, 1.0)
             trial[:, 1] = 0.0
-            value = _objective_where(sub, trial, vw, face)
+            value, terms = evaluate(sub, trial, vw, face)
             ok = face & (value >= ll[work])
             v[work[ok]], ll[work[ok]] = trial[ok], value[ok]
+            keep(work, ok, terms)
             pending &= ~ok
         for _ in range(_NEWTON_HALVINGS + 1):
             if not pending.any():
                 break
             trial = _newton_point(vw, delta, t)
-            value = _objective_where(sub, trial, vw, pending)
+            value, terms = evaluate(sub, trial, vw, pending)
             unresolved = (t * gain <= noise) & (value >= ll[work] - noise)
             ok = pending & ((value >= ll[work]) | unresolved)
             moved = work[ok]
             v[moved], ll[moved] = trial[ok], value[ok]
+            keep(work, ok, terms)
             pending &= ~ok
             t = np.where(pending, 0.5 * t, t)
         failed[work[pending]] = True
