@@ -23,6 +23,8 @@ UV := $(firstword $(wildcard $(VENV_BIN)/uv) $(shell command -v uv 2>/dev/null))
 
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers; each takes whole files (nbval runs a notebook's cells in order).
+PYTEST_WORKERS ?= 2
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: help lab test site browser bench lock clean distclean
@@ -30,7 +32,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 help:
 	@echo "Targets:"
 	@echo "  make lab        open the course (course/) in JupyterLab; extra options: LAB_ARGS=..."
-	@echo "  make test       ruff check, ruff format --check, then pytest; extra options: PYTEST_ARGS=..."
+	@echo "  make test       ruff check, ruff format --check, then pytest; extra options: PYTEST_ARGS=..., PYTEST_WORKERS=2 (0: one process)"
 	@echo "                  (installs Debian's chromium for the browser tests when run as root)"
 	@echo "  make site       build the reading site of the course into _site/ (open _site/index.html)"
 	@echo "  make bench      run every benchmarks/bench_*.py, one after another"
@@ -78,7 +80,7 @@ lab: $(STAMP)
 test: $(STAMP) browser
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
-	export PATH="$(CURDIR)/$(VENV_BIN):$$PATH"; $(VENV_PY) -m pytest $(PYTEST_ARGS)
+	export PATH="$(CURDIR)/$(VENV_BIN):$$PATH"; $(VENV_PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 site: $(STAMP)
 	$(VENV_PY) -m course_site --out _site

@@ -120,10 +120,7 @@ def fingerprint(task: dict, settings: dict) -> str:
 _SCRATCH: dict = {}
 
 
-def _init_worker(slots, base: str) -> None:
-    from autograder import sandbox
-
-    os.environ[sandbox.SLOT_ENV] = str(slots.get())
+def _init_worker(base: str) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")  # the judge imports each chapter's imports
     os.environ["AUTOGRADER_SCRATCH"] = base
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -598,11 +595,8 @@ def _run(todo, out, settings, jobs, progress, submissions) -> None:
         for _attempt in range(3):  # a crashed worker breaks the pool: start another
             if not remaining:
                 break
-            slots = ctx.Queue()
-            for i in range(jobs):
-                slots.put(i)
             pool = ProcessPoolExecutor(
-                jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots, base)
+                jobs, mp_context=ctx, initializer=_init_worker, initargs=(base,)
             )
             try:
                 futures = {pool.submit(grade_one, t, settings): t for t in remaining}

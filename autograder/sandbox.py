@@ -46,8 +46,35 @@ ISOLATE_SCRIPT = Path(__file__).with_name("isolate.sh")
 #: Files every kernel imports from its own lib/ folder: the grading runtime, the wire format
 #: and the stand-in for emlib (with the real emlib.stopping).
 KERNEL_LIB = Path(__file__).with_name("kernel_lib")
-#: Environment variable: which sandbox user (``autograder-sb<SLOT>``) this process's kernels use.
-SLOT_ENV = "AUTOGRADER_SANDBOX_SLOT"
+_slot: tuple[int, int, object] | None = None  # (pid, slot, lock file held until exit)
+
+
+def claim_slot() -> int:
+    """This process's sandbox slot: the lowest one no other process on the machine holds.
+
+    Kernels of one sandbox user (``autograder-sb<slot>``) would share its process limit and
+    could signal each other, so every grading process (a worker of a run, or a test) takes a
+    slot of its own, with an exclusive ``flock`` on ``KERNELS/slot-<n>.lock`` that it holds
+    until it exits: concurrent grading runs never share a user, and a killed process frees its
+    slot with its file descriptors.
+    """
+    import fcntl
+
+    global _slot
+    if _slot is not None and _slot[0] == os.getpid():  # a forked child must take its own
+        return _slot[1]
+    KERNELS.mkdir(mode=0o711, exist_ok=True)
+    slot = 0
+    while True:
+        lock = open(KERNELS / f"slot-{slot}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            slot += 1
+            continue
+        _slot = (os.getpid(), slot, lock)
+        return slot
 
 
 def isolation_available() -> tuple[bool, str]:
@@ -163,8 +190,7 @@ class SandboxKernelManager(AsyncKernelManager):
         isolated = self.isolate and isolation_available()[0]
         uid = gid = None
         if isolated:
-            slot = os.environ.get(SLOT_ENV, "0")
-            uid, gid = ensure_user(f"{self.user_prefix}{slot}")
+            uid, gid = ensure_user(f"{self.user_prefix}{claim_slot()}")
         base = KERNELS if isolated else None
         if base is not None:
             base.mkdir(mode=0o711, exist_ok=True)

@@ -359,6 +359,34 @@ def test_a_killed_grader_leaves_no_kernel_behind(graded, tmp_path):
     assert not (_sandboxes() - before), "a sandbox kernel outlived its grader"
 
 
+_CLAIM = (
+    "from autograder import sandbox; print(sandbox.claim_slot(), sandbox.claim_slot(), "
+    "flush=True); input()"
+)
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
+def test_concurrent_grading_processes_never_share_a_sandbox_user():
+    """Each process holds its own slot (sandbox user) until it exits; then it is free again."""
+
+    def start():
+        return subprocess.Popen(
+            [sys.executable, "-c", _CLAIM], cwd=REPO, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+
+    procs = [start() for _ in range(3)]
+    got = [tuple(map(int, proc.stdout.readline().split())) for proc in procs]
+    assert all(a == b for a, b in got), f"a process changed its slot: {got}"
+    assert len({a for a, _ in got}) == 3, f"processes share a slot: {got}"
+    for proc in procs:
+        proc.communicate("\n", timeout=30)
+    proc = start()
+    again, _ = map(int, proc.stdout.readline().split())
+    proc.communicate("\n", timeout=30)
+    assert again <= min(a for a, _ in got), "a slot stayed taken after its process exited"
+
+
 @pytest.fixture(scope="module")
 def real_chapter(tmp_path_factory):
     """The first chapter's solutions, typed into the released notebook as a student would."""

@@ -129,10 +129,8 @@ def _calls_in_a_kernel(root: str) -> dict:
     import zmq
 
     from autograder import grade as grading
-    from autograder import sandbox
     from autograder.execute import GradingSession
 
-    os.environ.setdefault(sandbox.SLOT_ENV, "0")
     os.environ["AUTOGRADER_SCRATCH"] = root
     settings = {
         "timeout": None,

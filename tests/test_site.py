@@ -234,7 +234,8 @@ def test_every_page_is_reached_from_the_home_page(crawl, served, site):
     base = served[0]
     reached = {urlparse(url).path.lstrip("/") for url in crawl[0]}
     assert reached == {p.name for p in site.glob("*.html")}
-    slow = {url: round(s, 1) for url, s in crawl[1].items() if s > 10}
+    # 10 s on a quiet machine; twice that, as `make test` runs another test file beside this.
+    slow = {url: round(s, 1) for url, s in crawl[1].items() if s > 20}
     assert not slow, f"pages slow to render: {slow}"
     assert base
 
