@@ -339,18 +339,14 @@ def _prepare_scaled(counts: np.ndarray, sf: np.ndarray, matrix: bool) -> _Scaled
     positive = value > 0
     table_gene = gene[positive]
     g = counts.shape[1]
-    pos_y, pos_s, zero_s = [], [], []
-    pos_count = np.zeros(g, dtype=np.intp)
-    rows = max(1, _CHUNK_ENTRIES // counts.shape[0])
-    for a in range(0, g, rows):
-        block = np.asarray(counts[:, a : a + rows].T, dtype=float)  # genes × cells
-        mask = block > 0
-        cells = np.broadcast_to(sf, block.shape)
-        pos_y.append(block[mask])
-        pos_s.append(cells[mask])
-        zero_s.append(cells[~mask])
-        pos_count[a : a + rows] = mask.sum(axis=1)
-    pos_y, pos_s, zero_s = (np.concatenate(p) for p in (pos_y, pos_s, zero_s))
+    by_gene = np.ascontiguousarray(counts.T)  # genes × cells
+    mask = by_gene > 0
+    cells = np.broadcast_to(sf, by_gene.shape)
+    pos_y = by_gene[mask].astype(float)
+    pos_s = cells[mask]
+    zero_s = cells[~mask]
+    pos_count = np.count_nonzero(mask, axis=1)
+    del by_gene, mask
     pos_start = np.concatenate([[0], np.cumsum(pos_count)])
     zero_start = np.concatenate([[0], np.cumsum(counts.shape[0] - pos_count)])
     return _Scaled(
@@ -472,9 +468,9 @@ def _theta_parts(theta):
 def _zero_terms(d: _Scaled, z: _Means, finite, pi, want_share=True, want_log=True):
     """For the zeros: A = −log f(0) (θL, or m at θ = ∞), f(0), P(0), log P(0), the share."""
     big_a = z.big_l * z.t
-    if not finite.all():
-        inf = _per_entry(~finite, d.zero_start)
-        big_a[inf] = z.m[inf]
+    for g in np.flatnonzero(~finite):  # few genes: their segments, not a mask of all zeros
+        a, b = d.zero_start[g], d.zero_start[g + 1]
+        big_a[a:b] = z.m[a:b]
     f0 = np.minimum(big_a, _A_CLIP)
     np.negative(f0, out=f0)
     np.exp(f0, out=f0)
@@ -1124,14 +1120,21 @@ def _objective_where(d: _Data, trial, base, mask) -> np.ndarray:
     return _objective(d, np.where(mask[:, None], trial, base))
 
 
-def _fused_where(d: _Scaled, trial, mask):
-    """ℓ and the Newton terms at ``trial`` where ``mask`` holds (ℓ = −inf elsewhere)."""
-    k = d.n_genes
+def _of_genes(d: _Scaled, genes: np.ndarray) -> _Scaled:
+    return d if genes.size == d.n_genes else _subset(d, genes)
+
+
+def _fused_where(d: _Scaled, trial, mask, genes):
+    """ℓ and the Newton terms at ``trial`` where ``mask`` holds (ℓ = −inf elsewhere).
+
+    Row i of ``trial`` is a point of gene ``genes[i]`` of ``d`` (increasing).
+    """
+    k = trial.shape[0]
     value = np.full(k, -np.inf)
     terms = [np.zeros((k, 3)), np.zeros((k, 3, 3)), np.full(k, np.nan)]
     which = np.flatnonzero(mask & _in_domain(trial))
     if which.size:
-        sub = d if which.size == k else _subset(d, which)
+        sub = _of_genes(d, genes[which])
         value[which], *parts = _scaled_fused(sub, *_unpack(trial[which]))
         for whole, part in zip(terms, parts, strict=True):
             whole[which] = part
@@ -1520,10 +1523,10 @@ def _polish(d: _Data, v, ll, tol, budget):
     scaled = isinstance(d, _Scaled)
     cache = (np.zeros((k, 3)), np.zeros((k, 3, 3)), np.zeros(k), np.zeros(k, dtype=bool))
 
-    def evaluate(sub, trial, base, mask):
+    def evaluate(sub, work, trial, base, mask):
         if not scaled:
             return _objective_where(sub, trial, base, mask), None
-        return _fused_where(sub, trial, mask)
+        return _fused_where(d, trial, mask, work)
 
     def keep(work, ok, terms):
         if scaled:
@@ -1535,13 +1538,14 @@ def _polish(d: _Data, v, ll, tol, budget):
         work = np.flatnonzero(~certified & ~failed & (steps < budget))
         if work.size == 0:
             break
-        sub = _subset(d, work) if work.size < k else d
+        # (With size factors each evaluation takes the genes it needs from d itself.)
+        sub = None if scaled else _subset(d, work) if work.size < k else d
         vw = v[work]
         mu, theta, pi = _unpack(vw)
         if scaled:
             need = ~cache[3][work]
             if need.any():
-                part_data = sub if need.all() else _subset(sub, np.flatnonzero(need))
+                part_data = _of_genes(d, work[need])
                 terms = _newton_terms(part_data, *_unpack(vw[need]))
                 for whole, part in zip(cache[:3], terms, strict=True):
                     whole[work[need]] = part
@@ -1579,7 +1583,7 @@ def _polish(d: _Data, v, ll, tol, budget):
         if face.any():
             trial = _newton_point(vw, delta, 1.0)
             trial[:, 1] = 0.0
-            value, terms = evaluate(sub, trial, vw, face)
+            value, terms = evaluate(sub, work, trial, vw, face)
             ok = face & (value >= ll[work])
             v[work[ok]], ll[work[ok]] = trial[ok], value[ok]
             keep(work, ok, terms)
@@ -1588,7 +1592,7 @@ def _polish(d: _Data, v, ll, tol, budget):
             if not pending.any():
                 break
             trial = _newton_point(vw, delta, t)
-            value, terms = evaluate(sub, trial, vw, pending)
+            value, terms = evaluate(sub, work, trial, vw, pending)
             unresolved = (t * gain <= noise) & (value >= ll[work] - noise)
             ok = pending & ((value >= ll[work]) | unresolved)
             moved = work[ok]
