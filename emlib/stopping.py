@@ -259,9 +259,10 @@ def distance_bound(theta0, theta1, theta2, scale=1.0) -> float:
 def converged(history, tol: float = DEFAULT_TOL, scale=1.0) -> bool:
     """Whether plain EM, with iterates ``history``, has reached its fixed point within ``tol``.
 
-    Uses the last four iterates when there are four (the rate is then the larger of the last
-    two step ratios, so one lucky short step cannot stop the run), else the last three. A
-    last step at rounding level (:data:`ROUNDING_STEP`) counts as converged.
+    Uses the last four iterates: the rate is the larger of the last two step ratios, so one
+    lucky short step cannot stop the run (a long first step followed by a short one gives a
+    small first ratio whatever the true rate). A last step at rounding level
+    (:data:`ROUNDING_STEP`) counts as converged from the third iterate on.
 
     Parameters
     ----------
@@ -277,7 +278,8 @@ def converged(history, tol: float = DEFAULT_TOL, scale=1.0) -> bool:
     Returns
     -------
     bool
-        False while fewer than three iterates exist.
+        False while fewer than three iterates exist; with three, True only for a last step
+        at rounding level.
 
     Examples
     --------
@@ -298,5 +300,7 @@ def converged(history, tol: float = DEFAULT_TOL, scale=1.0) -> bool:
         return False
     last = np.stack([_flat(theta) for theta in history[-4:]])
     steps = step_sizes(last[:-1], last[1:], scale)
+    if len(steps) < 3:  # one ratio only: it may be a lucky one
+        return bool(steps[-1] <= ROUNDING_STEP)
     rho = float(np.max(rate_estimate(steps[:-1], steps[1:])))
     return is_converged(float(steps[-1]), rho, tol)

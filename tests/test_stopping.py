@@ -90,6 +90,16 @@ def test_first_rate_estimate_cannot_stop_a_run():
     assert rate.tolist() == [0.99, np.inf] and seen.tolist() == [0.99, 0.3]
 
 
+def test_one_long_step_then_a_short_one_cannot_stop_a_run():
+    """Three iterates give one step ratio, which a long first step makes tiny at any rate."""
+    rho = 0.99  # the true rate: 1e-9 / (1 - rho) = 1e-7 still to go after the short step
+    path = [1.0, 1e-9, rho * 1e-9]
+    assert not stopping.converged(path, 1e-8)
+    assert stopping.converged([1.0, 0.5, 0.5], 1e-8)  # a zero step is at the fixed point
+    path.append(rho * path[-1])  # two ratios, the second the true rate
+    assert not stopping.converged(path, 1e-12) and stopping.converged(path, 1e-8)
+
+
 def test_a_coordinate_resting_at_infinity_does_not_block_convergence():
     # A ZINB fit in the Poisson limit: theta stays at +inf while mu converges linearly.
     path = [np.array([2.0 + 0.5**t, np.inf]) for t in range(60)]
