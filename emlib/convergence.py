@@ -14,11 +14,12 @@ Every EM fit in :mod:`emlib` runs through :func:`emlib.em.run`, which uses the p
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from emlib import _warnings
 
 #: A decrease of the log-likelihood smaller than this, relative to its size, is taken as
 #: rounding error in the sum over observations rather than as a real decrease.
@@ -235,11 +236,10 @@ def rate(result) -> float:
     0.1328
     """
     if not result.converged:
-        warnings.warn(
+        _warnings.warn(
             "the fit did not converge, so the rate is measured away from the fixed point; "
             "refit with a larger max_iter or a smaller tol",
             ConvergenceWarning,
-            stacklevel=2,
         )
     theta = result._model.pack(result.params)
     jac = jacobian(result._em_map, theta)

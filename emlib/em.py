@@ -16,7 +16,6 @@ and never lowers the observed-data log-likelihood :math:`\\ell(\\theta) = \\log 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from emlib import convergence, stopping
+from emlib import _warnings, convergence, stopping
 from emlib._validation import check_positive_int, check_tol
 
 Params = dict[str, Any]
@@ -202,12 +201,11 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
         dtype=bool,
     )
     if not interior.any():
-        warnings.warn(
+        _warnings.warn(
             f"{model.name}: every coordinate of the estimate lies on the boundary of the "
             "parameter space, where the observed information does not give standard "
             "errors; they are NaN",
             RuntimeWarning,
-            stacklevel=3,
         )
         return nan_result
     free = np.flatnonzero(interior)
@@ -221,11 +219,10 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
     hess = convergence.hessian(lambda sub: objective(embed(sub)), theta[free])
     info = -hess
     if not np.all(np.isfinite(info)) or np.any(np.linalg.eigvalsh(info) <= 0):
-        warnings.warn(
+        _warnings.warn(
             f"{model.name}: the observed information is not positive definite at the "
             "estimate (a flat or boundary maximum), so standard errors are NaN",
             RuntimeWarning,
-            stacklevel=3,
         )
         return nan_result
     cov = np.linalg.inv(info)
@@ -237,13 +234,12 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
             lambda sub: _flatten(model.unpack(_with(theta, ~interior, sub))), theta[~interior]
         )
         flat_se[np.any(boundary_jac != 0, axis=1)] = np.nan
-        warnings.warn(
+        _warnings.warn(
             f"{model.name}: the estimate lies on the boundary of the parameter space in "
             f"packed coordinate(s) {np.flatnonzero(~interior).tolist()}; their standard "
             "errors are NaN, and those of the other parameters hold the boundary ones fixed "
             "(as pscl and MASS::glm.nb report them)",
             RuntimeWarning,
-            stacklevel=3,
         )
     out: Params = {}
     start = 0
@@ -341,12 +337,11 @@ def run(
             best = result
     best.n_iter_total = total
     if not best.converged:
-        warnings.warn(
+        _warnings.warn(
             non_convergence_message(
                 model.name, best.n_iter, max_iter, tol, best.error_bound, accelerate
             ),
             convergence.ConvergenceWarning,
-            stacklevel=3,
         )
     return best
 

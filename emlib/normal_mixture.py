@@ -28,12 +28,11 @@ Data: a 1-D array of observations.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from emlib import _mixture
+from emlib import _mixture, _warnings
 from emlib._validation import as_observations, check_k, check_positive
 from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
@@ -277,12 +276,11 @@ def fit(
     )
     floored = result.params["sds"] <= np.sqrt(prepared.var_floor) * (1 + 1e-9)
     if floored.any():
-        warnings.warn(
+        _warnings.warn(
             f"normal_mixture: component(s) {np.flatnonzero(floored).tolist()} collapsed onto "
             f"(nearly) a single point; their sd was held at the floor "
             f"{np.sqrt(prepared.var_floor):.3g} ({SD_FLOOR_FRACTION:g} × the data's sd). "
             "Try a smaller k or other starting values",
             RuntimeWarning,
-            stacklevel=2,
         )
     return result
