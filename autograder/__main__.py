@@ -4,6 +4,8 @@
 * ``grade SUBMISSIONS --out DIR``: autograde a class (``<student>/<assignment>/<nb>.ipynb``
   or a folder of zip files); ``--student NAME --force`` regrades one student.
 * ``report DIR``: rewrite grades.csv, the gradebook and the report from DIR's saved results.
+* ``--hand-grades FILE`` (grade or report): merge the hand grades of written answers in FILE,
+  a CSV file with the columns student,assignment,cell,points,comment (autograder/hand.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from autograder.hand import HandGradeError
+
+HAND_HELP = "CSV of hand grades (student,assignment,cell,points,comment) to merge"
 
 
 def main(argv=None) -> int:
@@ -37,11 +43,21 @@ def main(argv=None) -> int:
     gr.add_argument("--force", action="store_true", help="regrade even if already graded")
     gr.add_argument("--course", type=Path, help="course root holding solutions/ (default: repo)")
     gr.add_argument("--quiet", action="store_true", help="no progress bar")
+    gr.add_argument("--hand-grades", type=Path, metavar="FILE", help=HAND_HELP)
 
     rep = commands.add_parser("report", help="rewrite grades.csv and the report of a folder")
     rep.add_argument("out", type=Path)
     rep.add_argument("--course", type=Path, help="course root holding solutions/")
+    rep.add_argument("--hand-grades", type=Path, metavar="FILE", help=HAND_HELP)
     args = parser.parse_args(argv)
+    try:
+        return _command(args)
+    except HandGradeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _command(args) -> int:
 
     if args.command == "release":
         from autograder.release import release
@@ -64,18 +80,18 @@ def main(argv=None) -> int:
             assignments=args.assignment,
             force=args.force,
             progress=not args.quiet,
+            hand_grades=args.hand_grades,
         )
         flagged = sum(1 for r in results if r["flags"])
         print(f"{len(results)} graded ({flagged} flagged): {args.out / 'grades.csv'}")
     elif args.command == "report":
         from autograder import REPO
-        from autograder.grade import load_results, merge_gradebook, write_csv
-        from autograder.report import write_report
+        from autograder.grade import finish
 
-        results = load_results(args.out)
-        write_csv(args.out, results)
-        merge_gradebook(args.out.resolve(), results, args.course or REPO)
-        print(write_report(args.out, results))
+        results = finish(args.out, args.course or REPO, args.hand_grades)
+        pending = sum(r.get("pending", 0) for r in results)
+        print(f"{len(results)} results; points pending hand grading: {pending:g}")
+        print(args.out / "report.html")
     return 0
 
 

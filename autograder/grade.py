@@ -424,6 +424,7 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
     from nbgrader.api import Gradebook, MissingEntry
 
     from autograder.feedback import sanitize
+    from autograder.hand import mark_pending
 
     root, api = sc["root"], sc["api"]
     for sub in ("autograded", "feedback"):
@@ -450,7 +451,7 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
     for name in judged:
         html = root / "feedback" / alias / assignment / f"{name}.html"
         if result.get("success") and html.is_file():
-            pages[name] = html.read_text()
+            pages[name] = mark_pending(html.read_text(), name, grades[name])
     for sub in ("autograded", "feedback"):
         shutil.rmtree(root / sub / alias, ignore_errors=True)
     return pages
@@ -530,8 +531,12 @@ def grade(
     memory_limit: int | None = None,
     sandbox: bool = True,
     progress: bool = True,
+    hand_grades=None,
 ) -> list[dict]:
-    """Grade every submission under ``submissions`` into ``out``; return all results."""
+    """Grade every submission under ``submissions`` into ``out``; return all results.
+
+    ``hand_grades``: a CSV file of hand grades (:mod:`autograder.hand`) to merge afterwards.
+    """
     submissions, out, course = Path(submissions).resolve(), Path(out).resolve(), Path(course)
     out.mkdir(parents=True, exist_ok=True)
     known = source_assignments(course)
@@ -571,12 +576,32 @@ def grade(
 
     if todo:
         _run(todo, out, settings, max(1, min(jobs, len(todo))), progress, submissions)
-    results = load_results(out)
-    write_csv(out, results)
-    merge_gradebook(out, results, course)
+    return finish(out, course, hand_grades)
+
+
+def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
+    """Write ``grades.csv``, the gradebook, the report and the feedback's hand grades from the
+    results recorded in ``out`` (merging the hand-grades file ``hand_grades`` first, if given:
+    :class:`autograder.hand.HandGradeError` if it has a bad row, with nothing changed);
+    return the results, hand grades applied."""
+    from autograder import hand
     from autograder.report import write_report
 
+    out = Path(out)
+    recorded = load_results(out)
+    rejected = None
+    if hand_grades is not None:
+        try:
+            hand.merge(out, hand.read(hand_grades, recorded, course))
+        except hand.HandGradeError as error:  # the outputs still show every recorded grade
+            rejected = error
+    results = hand.apply(recorded, hand.load(out))
+    write_csv(out, results)
+    merge_gradebook(out.resolve(), results, course)
     write_report(out, results)
+    hand.publish(out, results)
+    if rejected is not None:
+        raise rejected
     return results
 
 
@@ -647,25 +672,30 @@ def write_csv(out: Path, results: list[dict]) -> None:
             "assignment": r["assignment"],
             "score": _number(r["score"]),
             "max_score": _number(r["max_score"]),
+            "pending": _number(r.get("pending", 0)),
             "flags": ";".join(r["flags"]),
         }
         for r in results
     ]
-    _write_rows(out / "grades.csv", ["student", "assignment", "score", "max_score", "flags"], rows)
+    fields = ["student", "assignment", "score", "max_score", "pending", "flags"]
+    _write_rows(out / "grades.csv", fields, rows)
     cells = [
         {
             "student": r["student"],
             "assignment": r["assignment"],
             "notebook": nb,
             "grade_id": gid,
-            "score": _number(g["score"]),
+            "score": "" if g["needs_manual"] else _number(g["score"]),
             "max_score": _number(g["max_score"]),
+            "graded_by": "pending" if g["needs_manual"] else "hand" if g.get("hand") else "auto",
+            "comment": g.get("comment", ""),
         }
         for r in results
         for nb, grades in sorted(r["grades"].items())
         for gid, g in grades.items()
     ]
     fields = ["student", "assignment", "notebook", "grade_id", "score", "max_score"]
+    fields += ["graded_by", "comment"]
     _write_rows(out / "grades_by_cell.csv", fields, cells)
 
 
@@ -680,13 +710,19 @@ def _write_rows(path: Path, fields, rows) -> None:
 
 
 def merge_gradebook(out: Path, results: list[dict], course: Path) -> None:
-    """Record every result in ``out/gradebook.db`` (nbgrader's gradebook, for formgrader)."""
+    """Record every result in ``out/gradebook.db`` (nbgrader's gradebook, for formgrader).
+
+    Hand grades (applied to ``results``) become the cells' manual scores and comments there.
+    The gradebook is an output: a manual score set in it by other means (formgrader,
+    nbgrader's API) is not read back; a warning names each such cell.
+    """
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.apps import NbGraderAPI
 
     _quiet_gradebook()
     db = f"sqlite:///{out}/gradebook.db"
     needed = sorted({r["assignment"] for r in results if r["grades"]})
+    ignored: list[str] = []
     with Gradebook(db) as gb:
         have = {a.name for a in gb.assignments}
     missing = [a for a in needed if a not in have]
@@ -716,6 +752,23 @@ def merge_gradebook(out: Path, results: list[dict], course: Path) -> None:
             for nb, grades in r["grades"].items():
                 for gid, g in grades.items():
                     grade = gb.find_grade(gid, nb, r["assignment"], r["student"])
+                    if g.get("hand"):
+                        grade.auto_score, grade.manual_score = None, g["score"]
+                        grade.needs_manual_grade = False
+                        comment = gb.find_comment(gid, nb, r["assignment"], r["student"])
+                        comment.manual_comment = g.get("comment") or None
+                        continue
+                    if grade.manual_score is not None and g["needs_manual"]:
+                        ignored.append(f"{r['student']}/{r['assignment']}/{gid}")
                     grade.auto_score = None if g["needs_manual"] else g["score"]
                     grade.needs_manual_grade = g["needs_manual"] and grade.manual_score is None
         gb.db.commit()
+    if ignored:
+        import warnings
+
+        warnings.warn(
+            f"{out}/gradebook.db has manual scores the grader does not use: "
+            f"{', '.join(ignored)}; give hand grades with --hand-grades FILE "
+            "(autograder/hand.py)",
+            stacklevel=2,
+        )

@@ -92,7 +92,8 @@ def _check(graded, student, score, flags):
 def test_grades_csv_has_one_row_per_student_and_the_documented_columns(graded):
     with open(graded["out"] / "grades.csv", newline="") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["student", "assignment", "score", "max_score", "flags"]
+        fields = ["student", "assignment", "score", "max_score", "pending", "flags"]
+        assert reader.fieldnames == fields
         students = [row["student"] for row in reader]
     assert sorted(students) == sorted(p.name for p in graded["folder"].iterdir())
 
