@@ -100,6 +100,8 @@ _NEWTON_HALVINGS = 30
 _LL_ROUNDING = 1e-13
 #: A Newton step beyond this θ also tries θ = ∞ (the zero-inflated Poisson) directly.
 _LOG_THETA_FACE = float(np.log(1e6))
+#: With size factors, a Newton step raising log θ by more than this also tries θ = ∞.
+_FACE_CLIMB = 0.5
 #: The largest π a Newton step may reach (the domain is π < 1).
 _PI_MAX = 1.0 - 1e-10
 
@@ -1580,11 +1582,18 @@ def _polish(d: _Data, v, ll, tol, budget):
         noise = _LL_ROUNDING * np.maximum(np.abs(ll[work]), 1.0)
         # Towards θ = ∞ Newton in log θ only creeps: try the Poisson face itself.
         face = go & np.isfinite(theta) & (np.log(theta) + delta[:, 1] > _LOG_THETA_FACE)
+        if scaled:
+            # In log θ the Newton step towards ∞ is about 1 (a factor e a step): try the
+            # face as soon as θ climbs, and keep it only where its sign test holds (ℓ and
+            # the derivatives at the trial come in one pass).
+            face |= go & np.isfinite(theta) & (delta[:, 1] > _FACE_CLIMB)
         if face.any():
             trial = _newton_point(vw, delta, 1.0)
             trial[:, 1] = 0.0
             value, terms = evaluate(sub, work, trial, vw, face)
             ok = face & (value >= ll[work])
+            if scaled:
+                ok &= terms[2] <= 0.0
             v[work[ok]], ll[work[ok]] = trial[ok], value[ok]
             keep(work, ok, terms)
             pending &= ~ok
