@@ -2,17 +2,23 @@
 
 Nothing is fetched: the page template, the stylesheet and MathJax (from the
 ``jupyter-server-mathjax`` package, SVG output, so no web fonts) are copied into the site.
+
+Besides the chapters, the site has one page made from ``course/references.ipynb``, the
+bibliography. Links between notebooks are written as relative ``.ipynb`` paths, as JupyterLab
+follows them (``../05_convergence/convergence.ipynb#3.-The-rate-of-convergence``); the builder
+rewrites them to the site's pages and refuses a link to a notebook that has no page.
 """
 
 from __future__ import annotations
 
 import copy
 import html
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import jinja2
 import nbformat
@@ -21,7 +27,7 @@ from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 from traitlets.config import Config
 
-from autograder import SOLUTIONS, cells
+from autograder import COURSE, SOLUTIONS, cells
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -29,6 +35,10 @@ DEFAULT_OUT = ROOT / "_site"
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 SITE_TITLE = "The EM algorithm: an open course"
+#: The bibliography: a notebook in course/ (the one file there that is not released from
+#: solutions/), so that JupyterLab readers open it rendered and its anchors resolve there too.
+REFERENCES = COURSE / "references.ipynb"
+REFERENCES_PAGE = "references.html"
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -51,10 +61,54 @@ class Chapter:
     sections: list[tuple[str, str]] = field(default_factory=list)  # (anchor id, text)
     exercises: int = 0
     body: str = ""
+    root: Path | None = None  # the course root the notebook's relative links start from
+    links: set[str] = field(default_factory=set)  # pages its .ipynb links point to
 
     @property
     def page(self) -> str:
         return f"{self.folder}.html"
+
+
+# --------------------------------------------------------------------------------------------
+# Links between notebooks: relative .ipynb paths (as JupyterLab follows them) become pages
+
+
+_NOTEBOOK_HREF = re.compile(r'(<a\s[^>]*?href=")([^"#:?]+\.ipynb)((?:#[^"]*)?")')
+
+
+def page_of(target: str) -> str:
+    """The site page of a notebook path relative to the course root.
+
+    ``NN_name/name.ipynb`` (a chapter, in course/ or solutions/) is ``NN_name.html``;
+    ``references.ipynb`` is the bibliography page.
+    """
+    parts = PurePosixPath(target).parts
+    if parts == (REFERENCES.name,):
+        return REFERENCES_PAGE
+    if len(parts) == 2 and parts[0][:2].isdigit():
+        return f"{parts[0]}.html"
+    raise ValueError(f"{target!r} is neither a chapter notebook nor {REFERENCES.name}")
+
+
+def rewrite_notebook_links(body: str, notebook: Path, root: Path) -> tuple[str, set[str]]:
+    """Point links to ``.ipynb`` files (relative to *notebook*, inside *root*) at site pages.
+
+    Returns the new HTML and the pages linked, so that the builder can check they exist.
+    Fragments are kept: nbconvert gives headings the same ids as JupyterLab does (the
+    heading's text with spaces turned into hyphens).
+    """
+    linked: set[str] = set()
+
+    def replace(match: re.Match) -> str:
+        href = html.unescape(match.group(2))
+        where = os.path.normpath(notebook.parent.relative_to(root) / href)
+        if where.startswith(".."):
+            raise ValueError(f"{notebook}: the link {href!r} leaves the course")
+        page = page_of(Path(where).as_posix())
+        linked.add(page)
+        return match.group(1) + page + match.group(3)
+
+    return _NOTEBOOK_HREF.sub(replace, body), linked
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,6 +306,8 @@ def render_chapter(chapter: Chapter, out: Path, exporter: HTMLExporter | None = 
     for marker in FORBIDDEN:
         if marker in body:
             raise AssertionError(f"{chapter.notebook}: {marker!r} would reach the site")
+    root = chapter.root or chapter.notebook.parents[1]
+    body, chapter.links = rewrite_notebook_links(body, chapter.notebook, root)
     found = headings(body)
     titles = [text for level, _, text in found if level == 1]
     chapter.title = _inline_math_to_text(titles[0] if titles else chapter.folder)
@@ -291,6 +347,13 @@ def build(out: Path = DEFAULT_OUT, source: Path = SOLUTIONS) -> list[Path]:
     exporter = _exporter()
     for chapter in book:
         render_chapter(chapter, out, exporter)
+    references = Chapter(folder="references", notebook=REFERENCES, root=REFERENCES.parent)
+    render_chapter(references, out, exporter)
+    pages = {c.page for c in book} | {references.page}
+    for page in (*book, references):
+        missing = sorted(page.links - pages)
+        if missing:
+            raise ValueError(f"{page.notebook}: links to notebooks with no page: {missing}")
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -299,23 +362,26 @@ def build(out: Path = DEFAULT_OUT, source: Path = SOLUTIONS) -> list[Path]:
         keep_trailing_newline=True,
     )
     written = []
-    home = env.get_template("home.html.j2").render(
-        site_title=SITE_TITLE, chapters=book, current=None, prev=None, next=None
-    )
+    common = {"site_title": SITE_TITLE, "chapters": book, "references": references}
+    home = env.get_template("home.html.j2").render(**common, current=None, prev=None, next=None)
     (out / "index.html").write_text(home, encoding="utf-8")
     written.append(out / "index.html")
     page = env.get_template("page.html.j2")
     for i, chapter in enumerate(book):
         text = page.render(
-            site_title=SITE_TITLE,
-            chapters=book,
+            **common,
             current=chapter,
             prev=book[i - 1] if i > 0 else None,
-            next=book[i + 1] if i + 1 < len(book) else None,
+            next=book[i + 1] if i + 1 < len(book) else references,
             body=Markup(chapter.body),
         )
         (out / chapter.page).write_text(text, encoding="utf-8")
         written.append(out / chapter.page)
+    text = env.get_template("references.html.j2").render(
+        **common, current=references, prev=book[-1], next=None, body=Markup(references.body)
+    )
+    (out / references.page).write_text(text, encoding="utf-8")
+    written.append(out / references.page)
     return written
 
 
