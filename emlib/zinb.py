@@ -325,14 +325,33 @@ class _Scaled:
     n_cells: int
     matrix: bool
 
+    def __post_init__(self):
+        object.__setattr__(self, "pos_seg", _Seg(self.pos_start))
+        object.__setattr__(self, "zero_seg", _Seg(self.zero_start))
 
-def _seg_sum(x: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Σ of each gene's segment ``x[start[g]:start[g + 1]]`` (0 for an empty one)."""
-    count = np.diff(start)
-    out = np.zeros(count.size)
-    nonempty = count > 0
+
+class _Seg:
+    """Each gene's segment ``start[g]:start[g + 1]`` of a flat array, with its length."""
+
+    __slots__ = ("count", "every", "first", "nonempty", "start")
+
+    def __init__(self, start: np.ndarray):
+        self.start = start
+        self.count = np.diff(start)
+        self.nonempty = self.count > 0
+        self.every = bool(self.nonempty.all())
+        self.first = start[:-1] if self.every else start[:-1][self.nonempty]
+
+
+def _seg_sum(x: np.ndarray, seg) -> np.ndarray:
+    """Σ of each gene's segment of ``x`` (0 for an empty one); ``seg`` a :class:`_Seg`."""
+    if not isinstance(seg, _Seg):
+        seg = _Seg(seg)
+    if seg.every and x.size:
+        return np.add.reduceat(x, seg.first)
+    out = np.zeros(seg.count.size)
     if x.size:
-        out[nonempty] = np.add.reduceat(x, start[:-1][nonempty])
+        out[seg.nonempty] = np.add.reduceat(x, seg.first)
     return out
 
 
@@ -443,8 +462,8 @@ def _table_sum(d: _Scaled, values: np.ndarray) -> np.ndarray:
     return np.bincount(d.table_gene, weights=d.table_freq * values, minlength=d.n_genes)
 
 
-def _per_entry(values: np.ndarray, start: np.ndarray) -> np.ndarray:
-    return np.repeat(values, np.diff(start))
+def _per_entry(values: np.ndarray, seg: _Seg) -> np.ndarray:
+    return np.repeat(values, seg.count)
 
 
 class _Means:
@@ -476,7 +495,7 @@ def _zero_terms(d: _Scaled, z: _Means, finite, pi, want_share=True, want_log=Tru
     f0 = np.minimum(big_a, _A_CLIP)
     np.negative(f0, out=f0)
     np.exp(f0, out=f0)
-    pi_e = _per_entry(pi, d.zero_start)
+    pi_e = _per_entry(pi, d.zero_seg)
     p0 = f0 * (1.0 - pi_e)
     p0 += pi_e
     log_p0 = np.log(p0) if want_log else None
@@ -496,8 +515,8 @@ def _zero_terms(d: _Scaled, z: _Means, finite, pi, want_share=True, want_log=Tru
 def _scaled_parts(d: _Scaled, mu, theta, pi, want_share=True, want_log=True):
     """What ℓ and its derivatives share: the means of positives and zeros, the zero terms."""
     finite, inv_theta, safe = _theta_parts(theta)
-    p = _Means(d.pos_s, d.pos_start, mu, inv_theta)
-    z = _Means(d.zero_s, d.zero_start, mu, inv_theta, safe)
+    p = _Means(d.pos_s, d.pos_seg, mu, inv_theta)
+    z = _Means(d.zero_s, d.zero_seg, mu, inv_theta, safe)
     return p, z, _zero_terms(d, z, finite, pi, want_share, want_log)
 
 
@@ -507,12 +526,12 @@ def _scaled_loglik_block(d: _Scaled, mu, theta, pi, want_share: bool, parts=None
     p, _, (_, _, _, log_p0, share) = parts
     finite, _, safe = _theta_parts(theta)
     # Positives: Σ [y log m − (y + θ) L], and −Σ m at θ = ∞ (where L = 0).
-    y_l = _seg_sum(d.pos_y * p.big_l, d.pos_start)
-    sum_l = _seg_sum(p.big_l, d.pos_start)
+    y_l = _seg_sum(d.pos_y * p.big_l, d.pos_seg)
+    sum_l = _seg_sum(p.big_l, d.pos_seg)
     with np.errstate(divide="ignore"):
         log_keep = np.where(d.n_pos > 0, d.n_pos * np.log1p(-pi), 0.0)
     ll = (
-        _seg_sum(log_p0, d.zero_start)
+        _seg_sum(log_p0, d.zero_seg)
         - y_l
         - np.where(finite, safe * sum_l, mu * d.pos_s_sum)
         + _table_sum(d, _negbin.log_gamma_ratio(d.table_y, theta[d.table_gene]))
@@ -543,12 +562,12 @@ def _scaled_mu_block(d: _Scaled, w, mu, theta):
     :func:`emlib._negbin._log_root`. At θ = ∞ the Poisson's closed form Σ y / Σ w s.
     """
     finite, _, safe = _theta_parts(theta)
-    denominator = d.pos_s_sum + _seg_sum(w * d.zero_s, d.zero_start)
+    denominator = d.pos_s_sum + _seg_sum(w * d.zero_s, d.zero_seg)
     out = d.total / np.maximum(denominator, np.finfo(float).tiny)
     if not finite.any():
         return out
-    tp = _per_entry(safe, d.pos_start)
-    tz = _per_entry(safe, d.zero_start)
+    tp = _per_entry(safe, d.pos_seg)
+    tz = _per_entry(safe, d.zero_seg)
     up = d.pos_y + tp
     uz = w * tz
 
@@ -556,7 +575,7 @@ def _scaled_mu_block(d: _Scaled, w, mu, theta):
         mu_x = np.exp(x)
         first = np.zeros(d.n_genes)
         second = np.zeros(d.n_genes)
-        for s, start, t, u in ((d.pos_s, d.pos_start, tp, up), (d.zero_s, d.zero_start, tz, uz)):
+        for s, start, t, u in ((d.pos_s, d.pos_seg, tp, up), (d.zero_s, d.zero_seg, tz, uz)):
             m = s * _per_entry(mu_x, start)
             inv = m + t
             np.divide(1.0, inv, out=inv)
@@ -579,19 +598,19 @@ def _scaled_theta_block(d: _Scaled, w, mu, theta):
     As :func:`emlib._negbin._conditional_theta`, with the ψ and ψ' sums over the table of
     positive counts (where w = 1).
     """
-    mp = d.pos_s * _per_entry(mu, d.pos_start)
-    mz = d.zero_s * _per_entry(mu, d.zero_start)
+    mp = d.pos_s * _per_entry(mu, d.pos_seg)
+    mz = d.zero_s * _per_entry(mu, d.zero_seg)
     wmz = w * mz
     resid = d.pos_y - mp
     resid *= resid
     resid -= d.pos_y
-    excess = _seg_sum(resid, d.pos_start) + _seg_sum(wmz * mz, d.zero_start)
+    excess = _seg_sum(resid, d.pos_seg) + _seg_sum(wmz * mz, d.zero_seg)
     over = excess > 0
     out = np.full(d.n_genes, np.inf)
     if not over.any():
         return out
-    total_w = d.n_pos + _seg_sum(w, d.zero_start)
-    sum_wm = _seg_sum(mp, d.pos_start) + _seg_sum(wmz, d.zero_start)
+    total_w = d.n_pos + _seg_sum(w, d.zero_seg)
+    sum_wm = _seg_sum(mp, d.pos_seg) + _seg_sum(wmz, d.zero_seg)
     scale = sum_wm / np.maximum(total_w, np.finfo(float).tiny)
     with np.errstate(divide="ignore", invalid="ignore"):
         moment = np.clip(total_w * scale**2 / excess, _negbin.THETA_MIN, _negbin.THETA_MAX)
@@ -606,8 +625,8 @@ def _scaled_theta_block(d: _Scaled, w, mu, theta):
         g1 = _table_sum(d, _negbin._digamma_ratio_grouped(d.table_y, t, d.table_gene))
         h1 = _table_sum(d, _negbin._trigamma_ratio_grouped(d.table_y, t, d.table_gene))
         for m, start, c, wm, weight in (
-            (mp, d.pos_start, cp, mp, None),
-            (mz, d.zero_start, wmz, wmz, w),
+            (mp, d.pos_seg, cp, mp, None),
+            (mz, d.zero_seg, wmz, wmz, w),
         ):
             te = _per_entry(t, start)
             inv = m + te
@@ -632,7 +651,7 @@ def _scaled_theta_block(d: _Scaled, w, mu, theta):
 
 def _scaled_m_step_block(d: _Scaled, share, mu_old, theta_old):
     """One ECM step: π, then μ given θ, then θ given μ (each an exact conditional maximum)."""
-    pi = _seg_sum(share, d.zero_start) / d.n_cells
+    pi = _seg_sum(share, d.zero_seg) / d.n_cells
     w = 1.0 - share
     mu = _scaled_mu_block(d, w, mu_old, theta_old)
     theta = _scaled_theta_block(d, w, mu, theta_old)
@@ -672,10 +691,10 @@ def _scaled_newton_block(d: _Scaled, mu, theta, pi, parts=None):
     k = d.n_genes
 
     def pos(x):
-        return _seg_sum(x, d.pos_start)
+        return _seg_sum(x, d.pos_seg)
 
     def zer(x):
-        return _seg_sum(x, d.zero_start)
+        return _seg_sum(x, d.zero_seg)
 
     # Positives (weight 1): the negative-binomial derivatives in (a, b) = (log μ, log θ),
     # with the factors θ of the b-derivatives applied per gene after summing. With
@@ -804,7 +823,7 @@ def _scaled_default_init(d: _Scaled):
     zeros = (n - d.n_pos) / n
     _, inv_theta, safe = _theta_parts(theta)
     f0 = 0.0
-    for s, start in ((d.pos_s, d.pos_start), (d.zero_s, d.zero_start)):
+    for s, start in ((d.pos_s, d.pos_seg), (d.zero_s, d.zero_seg)):
         e = _Means(s, start, mu, inv_theta, safe)
         f0 = f0 + _seg_sum(np.exp(-e.big_l * e.t), start) / n
     pi = np.clip((zeros - f0) / (1 - f0), 0.01, 0.9)
