@@ -59,6 +59,7 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.sparse
 from scipy.special import gammaln
 
 from emlib import _negbin, convergence, stopping
@@ -129,8 +130,93 @@ class _Data:
     matrix: bool
 
 
+class _SparseCounts:
+    """A scipy.sparse cells × genes count matrix, read column by column (never densified).
+
+    ``indptr``, ``indices`` and ``data`` are those of its CSC form with sorted indices and
+    without explicit zeros: gene g's positive counts are ``data[indptr[g]:indptr[g + 1]]``
+    in the cells ``indices[...]``; every other cell of the gene is a zero.
+    """
+
+    def __init__(self, shape, indptr, indices, data):
+        self.shape = shape
+        self.indptr, self.indices, self.data = indptr, indices, data
+
+    @classmethod
+    def of(cls, matrix) -> _SparseCounts:
+        if matrix.ndim != 2:
+            raise ValueError(f"ZINB counts must be a 2-D cells × genes matrix; got {matrix.shape}")
+        if matrix.shape[0] * matrix.shape[1] == 0:
+            raise ValueError(
+                f"ZINB counts are empty (shape {matrix.shape}): at least one is needed"
+            )
+        csc = scipy.sparse.csc_matrix(matrix)  # a copy only if it was not CSC already
+        if csc.dtype.kind not in "iuf":
+            raise ValueError(f"ZINB counts must be numeric; got a sparse matrix of {csc.dtype}")
+        data = csc.data
+        col_of = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
+        for bad, what in (
+            (~np.isfinite(data), "contain NaN or infinite values; found"),
+            (data < 0, "must be counts (>= 0); found"),
+            (data != np.round(data), "must be whole-number counts; found"),
+        ):
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"ZINB counts {what} {data[k]} at cell {int(csc.indices[k])}, "
+                    f"gene {int(col_of[k])}"
+                )
+        keep = data != 0
+        indptr = np.concatenate(
+            [[0], np.cumsum(np.bincount(col_of[keep], minlength=csc.shape[1]))]
+        )
+        order = np.lexsort((csc.indices[keep], col_of[keep]))  # by gene, then cell
+        return cls(csc.shape, indptr, csc.indices[keep][order], data[keep][order].astype(float))
+
+    def tables(self):
+        """As :func:`_tables`: the distinct (gene, value) pairs, zeros included, and counts."""
+        n, g = self.shape
+        nnz = np.diff(self.indptr)
+        gene = np.repeat(np.arange(g), nnz)
+        value = self.data.astype(np.int64)
+        width = _TABLE_WIDTH + 1  # as in _tables: small values by bincount, the rest sorted
+        small = value < width - 1
+        table = np.bincount(gene[small] * width + value[small], minlength=g * width).reshape(
+            g, width
+        )
+        table[:, 0] = n - nnz
+        t_gene, t_value = np.nonzero(table)
+        t_freq = table[t_gene, t_value]
+        if not small.all():
+            pairs, big_freq = np.unique(
+                np.column_stack([gene[~small], value[~small]]), axis=0, return_counts=True
+            )
+            t_gene = np.concatenate([t_gene, pairs[:, 0]])
+            t_value = np.concatenate([t_value, pairs[:, 1]])
+            t_freq = np.concatenate([t_freq, big_freq])
+            order = np.lexsort((t_value, t_gene))
+            t_gene, t_value, t_freq = t_gene[order], t_value[order], t_freq[order]
+        return t_gene.astype(np.intp), t_value.astype(float), t_freq.astype(float)
+
+    def split(self, sf):
+        """Each gene's positive counts and their cells' factors, the zeros' factors, counts."""
+        n, g = self.shape
+        pos_count = np.diff(self.indptr)
+        zero_s = []
+        rows = max(1, _CHUNK_ENTRIES // n)
+        for a in range(0, g, rows):
+            b = min(a + rows, g)
+            mask = np.ones((b - a, n), dtype=bool)
+            lo, hi = self.indptr[a], self.indptr[b]
+            mask[np.repeat(np.arange(b - a), pos_count[a:b]), self.indices[lo:hi]] = False
+            zero_s.append(np.broadcast_to(sf, mask.shape)[mask])
+        return self.data, sf[self.indices], np.concatenate(zero_s), pos_count
+
+
 def _as_count_matrix(data) -> tuple[np.ndarray, bool]:
     """Validate counts (1-D, or 2-D cells × genes) without a full-size temporary."""
+    if scipy.sparse.issparse(data):  # the E- and M-steps give dense arrays anyway
+        data = data.toarray()
     arr = data if isinstance(data, np.ndarray) else None
     if arr is None or arr.dtype.kind not in "iuf":
         try:
@@ -221,14 +307,17 @@ def _tables(counts: np.ndarray):
 
 
 def _prepare(data, size_factors=None, *, for_fit: bool = True) -> _Data:
-    counts, matrix = _as_count_matrix(data)
+    if scipy.sparse.issparse(data):
+        counts, matrix = _SparseCounts.of(data), True
+    else:
+        counts, matrix = _as_count_matrix(data)
     n, g = counts.shape
     if size_factors is not None:
         sf = _check_size_factors(size_factors, n)
         scaled = _prepare_scaled(counts, sf, matrix)
         _check_totals(scaled.total, matrix, for_fit)
         return scaled
-    gene, y, mult = _tables(counts)
+    gene, y, mult = counts.tables() if isinstance(counts, _SparseCounts) else _tables(counts)
     total = np.bincount(gene, weights=mult * y, minlength=g)
     _check_totals(total, matrix, for_fit)
     return _Data(
@@ -355,21 +444,26 @@ def _seg_sum(x: np.ndarray, seg) -> np.ndarray:
     return out
 
 
-def _prepare_scaled(counts: np.ndarray, sf: np.ndarray, matrix: bool) -> _Scaled:
-    gene, value, freq = _tables(counts)
+def _prepare_scaled(counts, sf: np.ndarray, matrix: bool) -> _Scaled:
+    if isinstance(counts, _SparseCounts):
+        gene, value, freq = counts.tables()
+        pos_y, pos_s, zero_s, pos_count = counts.split(sf)
+        n, g = counts.shape
+    else:
+        gene, value, freq = _tables(counts)
+        n, g = counts.shape
+        by_gene = np.ascontiguousarray(counts.T)  # genes × cells
+        mask = by_gene > 0
+        cells = np.broadcast_to(sf, by_gene.shape)
+        pos_y = by_gene[mask].astype(float)
+        pos_s = cells[mask]
+        zero_s = cells[~mask]
+        pos_count = np.count_nonzero(mask, axis=1)
+        del by_gene, mask
     positive = value > 0
     table_gene = gene[positive]
-    g = counts.shape[1]
-    by_gene = np.ascontiguousarray(counts.T)  # genes × cells
-    mask = by_gene > 0
-    cells = np.broadcast_to(sf, by_gene.shape)
-    pos_y = by_gene[mask].astype(float)
-    pos_s = cells[mask]
-    zero_s = cells[~mask]
-    pos_count = np.count_nonzero(mask, axis=1)
-    del by_gene, mask
     pos_start = np.concatenate([[0], np.cumsum(pos_count)])
-    zero_start = np.concatenate([[0], np.cumsum(counts.shape[0] - pos_count)])
+    zero_start = np.concatenate([[0], np.cumsum(n - pos_count)])
     return _Scaled(
         pos_y=pos_y,
         pos_s=pos_s,
@@ -387,7 +481,7 @@ def _prepare_scaled(counts: np.ndarray, sf: np.ndarray, matrix: bool) -> _Scaled
         y_log_s=_seg_sum(pos_y * np.log(pos_s), pos_start),
         log_factorial=np.bincount(gene, weights=freq * gammaln(value + 1.0), minlength=g),
         n_genes=g,
-        n_cells=counts.shape[0],
+        n_cells=n,
         matrix=matrix,
     )
 
@@ -1654,8 +1748,12 @@ def fit(
 
     Parameters
     ----------
-    data : array_like of counts
-        1-D (one gene), or 2-D cells × genes (every gene fitted at once).
+    data : array_like of counts, or a scipy.sparse matrix
+        1-D (one gene), or 2-D cells × genes (every gene fitted at once). A sparse
+        cells × genes matrix (CSR, CSC, COO, ...) is read from its non-zeros and each gene's
+        number of zeros, never densified; the fit is the same as on its dense form. (With
+        size factors each zero still needs its cell's factor: that array has one entry
+        per zero.)
     tol, max_iter, accelerate, xtol
         See :func:`emlib.em.run`. For a matrix they apply to each gene separately: a gene
         stops when its own estimated distance to the maximum (Aitken's bound, or the

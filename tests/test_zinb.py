@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import optimize, stats
@@ -653,3 +654,59 @@ def test_plain_em_is_not_polished(counts, monkeypatch):
     fit = zinb.fit(counts[:, [2, 4]], accelerate=None)
     assert fit.converged.all()
     assert np.all(fit.n_iter > zinb.POLISH_AFTER)
+
+
+# --------------------------------------------------------------------------------------
+# Sparse input
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("with_sf", [False, True])
+def test_sparse_matrix_fits_as_its_dense_form(counts, fmt, with_sf):
+    """The same estimates, iterations and log-likelihoods, bit for bit."""
+    y = counts[:600].copy()
+    y[3, 2] = 150  # beyond the frequency table's width
+    s = np.random.default_rng(2).lognormal(0.0, 0.4, y.shape[0]) if with_sf else None
+    sparse = getattr(scipy.sparse, f"{fmt}_matrix")(y)
+    dense_fit = zinb.fit(y, size_factors=s)
+    sparse_fit = zinb.fit(sparse, size_factors=s)
+    for name in ("mu", "theta", "pi"):
+        assert np.array_equal(sparse_fit.params[name], dense_fit.params[name])
+    assert np.array_equal(sparse_fit.n_iter, dense_fit.n_iter)
+    assert np.array_equal(sparse_fit.loglik, dense_fit.loglik)
+    params = {k: dense_fit.params[k] for k in ("mu", "theta", "pi")}
+    np.testing.assert_allclose(zinb.loglik(sparse, params, size_factors=s), dense_fit.loglik)
+    np.testing.assert_array_equal(
+        zinb.e_step(sparse, params, size_factors=s), zinb.e_step(y, params, size_factors=s)
+    )
+
+
+def test_sparse_explicit_zeros_are_zeros(counts):
+    y = counts[:400, :3]
+    sparse = scipy.sparse.csc_matrix(y)
+    sparse.data[::7] = 0  # stored zeros
+    dense = sparse.toarray()
+    a, b = zinb.fit(sparse), zinb.fit(dense)
+    assert np.array_equal(a.loglik, b.loglik)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-2.0, r"counts \(>= 0\); found -2.0 at cell 1, gene 2"),
+        (2.5, r"whole-number counts; found 2.5 at cell 1, gene 2"),
+        (np.nan, "NaN or infinite values; found nan at cell 1, gene 2"),
+    ],
+)
+def test_bad_sparse_counts_are_rejected(value, message):
+    y = np.ones((4, 3))
+    y[1, 2] = value
+    with pytest.raises(ValueError, match=message):
+        zinb.fit(scipy.sparse.csr_matrix(y))
+
+
+def test_sparse_gene_of_zeros_is_rejected():
+    y = scipy.sparse.csr_matrix(np.array([[1, 0], [2, 0], [0, 0]]))
+    with pytest.raises(ValueError, match=r"1 gene\(s\) have only zero counts \(genes 1\)"):
+        zinb.fit(y)
