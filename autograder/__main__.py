@@ -66,22 +66,30 @@ def _command(args) -> int:
             print(f"released {name} -> course/{name}")
     elif args.command == "grade":
         from autograder import REPO
-        from autograder.grade import grade
+        from autograder.grade import Interrupted, grade
 
-        results = grade(
-            args.submissions,
-            args.out,
-            course=args.course or REPO,
-            jobs=args.jobs,
-            timeout=args.timeout,
-            notebook_timeout=args.notebook_timeout,
-            memory_limit=args.memory * 1024**2 if args.memory else None,
-            students=args.student,
-            assignments=args.assignment,
-            force=args.force,
-            progress=not args.quiet,
-            hand_grades=args.hand_grades,
-        )
+        try:
+            results = grade(
+                args.submissions,
+                args.out,
+                course=args.course or REPO,
+                jobs=args.jobs,
+                timeout=args.timeout,
+                notebook_timeout=args.notebook_timeout,
+                memory_limit=args.memory * 1024**2 if args.memory else None,
+                students=args.student,
+                assignments=args.assignment,
+                force=args.force,
+                progress=not args.quiet,
+                hand_grades=args.hand_grades,
+            )
+        except Interrupted as stop:
+            print(
+                f"interrupted: the grades finished so far are kept in {args.out / '.state'}; "
+                "run the same command again to grade the rest",
+                file=sys.stderr,
+            )
+            return 128 + stop.signum
         flagged = sum(1 for r in results if r["flags"])
         print(f"{len(results)} graded ({flagged} flagged): {args.out / 'grades.csv'}")
     elif args.command == "report":

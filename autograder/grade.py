@@ -121,10 +121,40 @@ _SCRATCH: dict = {}
 
 
 def _init_worker(base: str) -> None:
+    import signal
+
     os.environ.setdefault("MPLBACKEND", "Agg")  # the judge imports each chapter's imports
     os.environ["AUTOGRADER_SCRATCH"] = base
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _quiet_gradebook()
+    # The parent decides when grading stops: Ctrl-C reaches the whole process group, and a
+    # worker that died of it halfway could not end its kernel. SIGTERM (from the parent, or
+    # anyone) ends the worker's kernels and removes their folders first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def _stop_worker(signum, _frame) -> None:
+    from autograder.sandbox import kill_kernels
+
+    kill_kernels()
+    os._exit(128 + signum)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A grading run stopped by SIGINT or SIGTERM; the grades finished so far are kept."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, _frame) -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not stop the clean-up
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _quiet_gradebook() -> None:
@@ -579,6 +609,45 @@ def grade(
     return finish(out, course, hand_grades)
 
 
+def _signals_raise():
+    """While grading, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only)."""
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def handlers():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in old:
+            signal.signal(sig, _on_signal)
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    return handlers()
+
+
+def _stop_pool(pool, grace: float = 10.0) -> None:
+    """Stop a pool's workers now: SIGTERM (each ends its kernels), SIGKILL after ``grace``."""
+    import time
+
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
 def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
     """Write ``grades.csv``, the gradebook, the report and the feedback's hand grades from the
     results recorded in ``out`` (merging the hand-grades file ``hand_grades`` first, if given:
@@ -606,11 +675,19 @@ def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
 
 
 def _run(todo, out, settings, jobs, progress, submissions) -> None:
+    """Grade ``todo`` in ``jobs`` workers. SIGINT or SIGTERM stops the workers and their
+    kernels, removes the run's scratch and kernel folders and raises :class:`Interrupted`;
+    each result already written to ``out/.state`` stays, and a rerun grades the rest."""
+    ctx = get_context("spawn")
+    with _signals_raise():
+        _run_pool(todo, out, settings, jobs, progress, submissions, ctx)
+
+
+def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
     from tqdm import tqdm
 
     from autograder.sandbox import isolation_available
 
-    ctx = get_context("spawn")
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
     settings = {**settings, "hide": [base, str(submissions), str(out)]}
     bar = tqdm(total=len(todo), disable=not progress, unit="submission", desc="grading")
@@ -623,6 +700,7 @@ def _run(todo, out, settings, jobs, progress, submissions) -> None:
             pool = ProcessPoolExecutor(
                 jobs, mp_context=ctx, initializer=_init_worker, initargs=(base,)
             )
+            stopped = False
             try:
                 futures = {pool.submit(grade_one, t, settings): t for t in remaining}
                 for future in as_completed(futures):
@@ -637,14 +715,23 @@ def _run(todo, out, settings, jobs, progress, submissions) -> None:
                     _write_atomic(_state_path(out, task), json.dumps(result, indent=1))
                     remaining.remove(task)
                     bar.update()
+            except BaseException:  # Interrupted, or any error: no worker or kernel outlives us
+                stopped = True
+                _stop_pool(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                if not stopped:
+                    pool.shutdown(wait=True, cancel_futures=True)
         for task in remaining:  # never graded: recorded as errors, retried on the next run
             result = _failed(task, "the grading worker crashed")
             result["fingerprint"] = "retry"
             _write_atomic(_state_path(out, task), json.dumps(result, indent=1))
     finally:
         bar.close()
+        from autograder.sandbox import remove_recorded_kernels
+
+        remove_recorded_kernels(base)  # those of workers killed before they could
         shutil.rmtree(base, ignore_errors=True)
 
 

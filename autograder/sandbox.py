@@ -47,6 +47,44 @@ ISOLATE_SCRIPT = Path(__file__).with_name("isolate.sh")
 #: and the stand-in for emlib (with the real emlib.stopping).
 KERNEL_LIB = Path(__file__).with_name("kernel_lib")
 _slot: tuple[int, int, object] | None = None  # (pid, slot, lock file held until exit)
+#: The kernels this process has started and not yet cleaned up (see :func:`kill_kernels`).
+_LIVE: dict[int, SandboxKernelManager] = {}
+#: Set by the grader (its run's scratch folder): every kernel folder is recorded in its
+#: ``kernels/`` subfolder, so that the run can remove them even if a worker is killed.
+SCRATCH_ENV = "AUTOGRADER_SCRATCH"
+
+
+def kill_kernels() -> None:
+    """End every kernel this process started, at once, and remove their folders.
+
+    For a grading worker told to stop (SIGTERM): no message to a kernel, no waiting. Each
+    kernel runs in its own session (jupyter_client), so killing its process group ends it and
+    anything it started; an isolated kernel's ``unshare --kill-child`` takes its whole PID
+    namespace with it.
+    """
+    import signal
+
+    for km in list(_LIVE.values()):
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(process.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        km._forget_box()
+
+
+def remove_recorded_kernels(scratch: Path) -> None:
+    """Remove the kernel folders recorded in ``scratch`` (a grading run's scratch folder)."""
+    roots = {KERNELS.resolve(), Path(tempfile.gettempdir()).resolve()}
+    for mark in sorted((Path(scratch) / "kernels").glob("kernel-*")):
+        try:
+            box = Path(mark.read_text().strip())
+        except OSError:
+            continue
+        if box.name == mark.name and box.parent.resolve() in roots:
+            shutil.rmtree(box, ignore_errors=True)
 
 
 def claim_slot() -> int:
@@ -196,6 +234,11 @@ class SandboxKernelManager(AsyncKernelManager):
             base.mkdir(mode=0o711, exist_ok=True)
         box = Path(tempfile.mkdtemp(prefix="kernel-", dir=base))
         self._sandbox_dir = box
+        _LIVE[id(self)] = self
+        scratch = os.environ.get(SCRATCH_ENV)
+        if scratch and Path(scratch).is_dir():
+            (Path(scratch) / "kernels").mkdir(exist_ok=True)
+            (Path(scratch) / "kernels" / box.name).write_text(str(box))
         data = box / "data"
         origin = kw.get("cwd")
         if origin and Path(origin).is_dir():  # the assignment's data files, not notebooks
@@ -299,6 +342,16 @@ class SandboxKernelManager(AsyncKernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
-        if not restart and self._sandbox_dir is not None:
-            shutil.rmtree(self._sandbox_dir, ignore_errors=True)
-            self._sandbox_dir = None
+        if not restart:
+            self._forget_box()
+
+    def _forget_box(self) -> None:
+        """Remove this kernel's folder and its record."""
+        _LIVE.pop(id(self), None)
+        box, self._sandbox_dir = self._sandbox_dir, None
+        if box is None:
+            return
+        shutil.rmtree(box, ignore_errors=True)
+        scratch = os.environ.get(SCRATCH_ENV)
+        if scratch:
+            (Path(scratch) / "kernels" / box.name).unlink(missing_ok=True)
