@@ -7,8 +7,25 @@ Layout (nbgrader's documented course layout, with the project's folder names):
 * ``course/<assignment>/`` is its release directory (what students open);
 * submissions, autograded notebooks and feedback go wherever the grading tool is told.
 
-Use it with ``nbgrader ... --config autograder/nbgrader_config.py`` or through
-``autograder.config()``, which loads this file.
+The grader (``python -m autograder``) loads it itself, through ``autograder.config()``. To use
+it with nbgrader's own commands, put this folder on Jupyter's config path, from the
+repository's root::
+
+    export JUPYTER_CONFIG_PATH=$PWD/autograder
+    nbgrader validate solutions/01_lower_bound/lower_bound.ipynb
+
+nbgrader 0.9.6 reads ``nbgrader_config.py`` from the current directory and from every folder
+of Jupyter's config path (the "config" list of ``jupyter --paths``: the folders of
+``JUPYTER_CONFIG_PATH`` first, then the environment's, ``JUPYTER_CONFIG_DIR`` or
+``~/.jupyter``, and the system's). It has no ``--config`` option: it says "Unrecognized
+alias: 'config', it will have no effect" and then "No nbgrader_config.py file found".
+Prefer ``JUPYTER_CONFIG_PATH`` to ``JUPYTER_CONFIG_DIR``, which also moves the user's own
+Jupyter settings.
+
+``nbgrader validate`` still prints ipykernel's "Kernel is running over TCP without
+encryption" warning: its kernels are nbgrader's, on the loopback interface of the machine the
+student or author works on. The grader's kernels talk over ``ipc`` sockets in their own
+folders (``autograder/sandbox.py``) and never print it.
 """
 
 import os
