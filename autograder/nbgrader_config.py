@@ -20,7 +20,7 @@ of Jupyter's config path (the "config" list of ``jupyter --paths``: the folders 
 ``~/.jupyter``, and the system's). It has no ``--config`` option: it says "Unrecognized
 alias: 'config', it will have no effect" and then "No nbgrader_config.py file found".
 Prefer ``JUPYTER_CONFIG_PATH`` to ``JUPYTER_CONFIG_DIR``, which also moves the user's own
-Jupyter settings.
+Jupyter settings (and makes Jupyter write a ``migrated`` file into this folder).
 
 ``nbgrader validate`` still prints ipykernel's "Kernel is running over TCP without
 encryption" warning: its kernels are nbgrader's, on the loopback interface of the machine the
