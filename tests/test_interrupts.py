@@ -98,7 +98,7 @@ def test_a_signalled_run_leaves_nothing_behind_and_a_rerun_finishes(tmp_path, si
     tmpdir.mkdir()
     cmd = [sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out)]
     cmd += ["--course", str(TOY), "--jobs", "1", "--quiet", "--timeout", "5"]
-    cmd += ["--notebook-timeout", "30"]  # as the rerun below: the same settings
+    cmd += ["--notebook-timeout", "12"]  # as the rerun below: the same settings
     sandboxes_before = _sandboxes()
     proc = subprocess.Popen(
         cmd, cwd=REPO, env={**os.environ, "TMPDIR": str(tmpdir)}, stderr=subprocess.PIPE
@@ -135,7 +135,7 @@ def test_a_signalled_run_leaves_nothing_behind_and_a_rerun_finishes(tmp_path, si
     done = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
     assert list(done) == ["correct__toy.json"]  # finished before the signal, and kept
 
-    grade(folder, out, course=TOY, jobs=1, timeout=5, notebook_timeout=30, progress=False)
+    grade(folder, out, course=TOY, jobs=1, timeout=5, notebook_timeout=12, progress=False)
     after = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
     assert after["correct__toy.json"] == done["correct__toy.json"]  # not graded again
     with open(out / "grades.csv", newline="") as f:
