@@ -686,8 +686,10 @@ def _run(todo, out, settings, jobs, progress, submissions) -> None:
 def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
     from tqdm import tqdm
 
-    from autograder.sandbox import isolation_available
+    from autograder.sandbox import isolation_available, sweep_stale_boxes
 
+    if isolation_available()[0]:
+        sweep_stale_boxes()  # left by runs killed outright (SIGKILL): no clean-up code ran
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
     settings = {**settings, "hide": [base, str(submissions), str(out)]}
     bar = tqdm(total=len(todo), disable=not progress, unit="submission", desc="grading")

@@ -87,6 +87,66 @@ def remove_recorded_kernels(scratch: Path) -> None:
             shutil.rmtree(box, ignore_errors=True)
 
 
+#: Kernel folders in KERNELS without an owner lock (left by an older grader) count as stale
+#: after this many seconds.
+UNOWNED_BOX_AGE = 3600
+
+
+def hold_box(box: Path):
+    """Lock ``KERNELS/<box name>.lock`` for this process: the box is in use while it lives.
+
+    The lock sits beside the box, in the root-owned ``KERNELS``, where no kernel can touch it;
+    a grader killed with SIGKILL (no clean-up code runs) releases it with its file
+    descriptors, so :func:`sweep_stale_boxes` can tell its folders from live ones.
+    """
+    import fcntl
+
+    lock = open(box.parent / f"{box.name}.lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return lock
+
+
+def sweep_stale_boxes(min_age: float = 60.0) -> list[str]:
+    """Remove the kernel folders in ``KERNELS`` that no living process holds; return them.
+
+    A grading run calls this when it starts: folders of runs killed outright would otherwise
+    pile up in ``/run`` (a tmpfs, so in memory). A box is made a moment before its lock is
+    taken, so boxes younger than ``min_age`` seconds are left alone.
+    """
+    import fcntl
+    import time
+
+    removed = []
+    if not KERNELS.is_dir():
+        return removed
+    for box in sorted(KERNELS.glob("kernel-*")):
+        if not box.is_dir() or time.time() - box.stat().st_mtime < min_age:
+            continue
+        lock_path = KERNELS / f"{box.name}.lock"
+        if lock_path.exists():
+            with open(lock_path, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # in use
+                shutil.rmtree(box, ignore_errors=True)
+                lock_path.unlink(missing_ok=True)
+        elif time.time() - box.stat().st_mtime > UNOWNED_BOX_AGE:
+            shutil.rmtree(box, ignore_errors=True)
+        else:
+            continue
+        removed.append(str(box))
+    for lock_path in KERNELS.glob("kernel-*.lock"):  # a lock whose box is already gone
+        if not lock_path.with_suffix("").exists():
+            with open(lock_path, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                lock_path.unlink(missing_ok=True)
+    return removed
+
+
 def claim_slot() -> int:
     """This process's sandbox slot: the lowest one no other process on the machine holds.
 
@@ -223,6 +283,7 @@ class SandboxKernelManager(AsyncKernelManager):
     ).tag(config=True)
 
     _sandbox_dir: Path | None = None
+    _box_lock = None  # the open lock file that says this process owns _sandbox_dir
 
     async def _async_pre_start_kernel(self, **kw):
         isolated = self.isolate and isolation_available()[0]
@@ -234,6 +295,8 @@ class SandboxKernelManager(AsyncKernelManager):
             base.mkdir(mode=0o711, exist_ok=True)
         box = Path(tempfile.mkdtemp(prefix="kernel-", dir=base))
         self._sandbox_dir = box
+        if base is not None:
+            self._box_lock = hold_box(box)
         _LIVE[id(self)] = self
         scratch = os.environ.get(SCRATCH_ENV)
         if scratch and Path(scratch).is_dir():
@@ -352,6 +415,10 @@ class SandboxKernelManager(AsyncKernelManager):
         if box is None:
             return
         shutil.rmtree(box, ignore_errors=True)
+        lock, self._box_lock = self._box_lock, None
+        if lock is not None:
+            Path(lock.name).unlink(missing_ok=True)
+            lock.close()
         scratch = os.environ.get(SCRATCH_ENV)
         if scratch:
             (Path(scratch) / "kernels" / box.name).unlink(missing_ok=True)

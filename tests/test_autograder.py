@@ -388,6 +388,35 @@ def test_concurrent_grading_processes_never_share_a_sandbox_user():
     assert again <= min(a for a, _ in got), "a slot stayed taken after its process exited"
 
 
+_HOLD = (
+    "import sys, tempfile; from pathlib import Path; from autograder import sandbox; "
+    "box = Path(tempfile.mkdtemp(prefix='kernel-', dir=sandbox.KERNELS)); "
+    "lock = sandbox.hold_box(box); print(box, flush=True); input()"
+)
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
+def test_kernel_folders_of_a_killed_grader_are_swept_and_live_ones_kept():
+    """A box whose owner died (SIGKILL: no clean-up ran) is removed; a held one is kept."""
+    from autograder.sandbox import sweep_stale_boxes
+
+    def hold():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD], cwd=REPO, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        return proc, Path(proc.stdout.readline().strip())
+
+    (live, live_box), (dead, dead_box) = hold(), hold()
+    dead.kill()
+    dead.communicate(timeout=30)  # closes its pipes
+    removed = sweep_stale_boxes(min_age=0)
+    assert str(dead_box) in removed and not dead_box.exists()
+    assert live_box.is_dir() and str(live_box) not in removed
+    live.communicate("\n", timeout=30)  # exits without cleaning up, like a crash
+    assert str(live_box) in sweep_stale_boxes(min_age=0) and not live_box.exists()
+
+
 @pytest.fixture(scope="module")
 def real_chapter(tmp_path_factory):
     """The first chapter's solutions, typed into the released notebook as a student would."""
