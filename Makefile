@@ -72,10 +72,10 @@ $(STAMP): requirements.txt pyproject.toml
 	fi
 	@touch $@
 
-# Students get nbgrader's Validate button without the instructor tools (autograder/student_lab).
+# Students get nbgrader's Validate button without the instructor tools: ./start puts
+# autograder/student_lab on JUPYTER_CONFIG_PATH (Binder and conda users go through it too).
 lab: $(STAMP)
-	JUPYTER_CONFIG_PATH="$(CURDIR)/autograder/student_lab$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
-	  $(VENV_BIN)/jupyter lab --notebook-dir=course $(ALLOW_ROOT) $(LAB_ARGS)
+	./start $(VENV_BIN)/jupyter lab --notebook-dir=course $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(STAMP) browser
 	$(VENV_BIN)/ruff check .

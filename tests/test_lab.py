@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,9 +29,6 @@ import pytest
 
 from autograder import COURSE, REPO, SOLUTIONS, cells
 from tests import browser
-
-#: The Jupyter configuration `make lab` gives students.
-STUDENT_LAB = REPO / "autograder" / "student_lab"
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +77,7 @@ def lab(tmp_path_factory):
     shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     port, token = browser.free_port(), secrets.token_hex(16)
     command = [
+        str(REPO / "start"),  # as every route starts the students' lab (make lab, Binder, conda)
         sys.executable,
         "-m",
         "jupyterlab",
@@ -98,8 +97,6 @@ def lab(tmp_path_factory):
         "JUPYTER_CONFIG_DIR": str(tmp / "config"),
         "JUPYTER_DATA_DIR": str(tmp / "data"),
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-        # The students' configuration, as `make lab` sets it: instructor tools switched off.
-        "JUPYTER_CONFIG_PATH": str(STUDENT_LAB),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }
     # Render every cell (no windowing), so outputs far down the notebook are in the page, and
@@ -244,6 +241,11 @@ def test_validate_in_the_students_jupyterlab(lab):
         disabled = set(config.get("disabledExtensions", []))
         assert "@jupyter/nbgrader:validate-assignment" not in disabled, disabled
         assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= disabled
+        # ... and so are their server extensions: the formgrader's pages do not exist.
+        for page in ("formgrader", "formgrader/manage_assignments"):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(f"{base}{page}?token={token}", timeout=10)
+            assert answer.value.code == 404, f"/{page} answered {answer.value.code}"
         timings["open"] = time.perf_counter() - start
 
         # Run all cells: the first unfilled stub stops the run with NotImplementedError.
