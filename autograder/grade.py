@@ -179,7 +179,7 @@ def _scratch(course: str, assignment: str, settings: dict):
     from nbgrader.apps import NbGraderAPI
 
     from autograder import judge
-    from autograder.feedback import hidden_lines
+    from autograder.feedback import cell_titles, hidden_lines
 
     base = os.environ.get("AUTOGRADER_SCRATCH") or tempfile.gettempdir()
     root = Path(tempfile.mkdtemp(prefix="course-", dir=base))
@@ -228,6 +228,7 @@ def _scratch(course: str, assignment: str, settings: dict):
         "solution": solutions,
         "namespace": {name: judge.namespace(nb) for name, nb in solutions.items()},
         "hidden": {name: hidden_lines(nb) for name, nb in solutions.items()},
+        "titles": {name: cell_titles(nb) for name, nb in release.items()},
         "max": maxima,
     }
     return scratch
@@ -239,6 +240,7 @@ MAX_NOTEBOOK_BYTES = 20 * 1024**2
 
 def grade_one(task: dict, settings: dict) -> dict:
     """Grade one student's assignment in this worker; return the result (see module doc)."""
+    from autograder.feedback import offline
     from autograder.submission import prepare
 
     sc = _scratch(task["course"], task["assignment"], settings)
@@ -292,8 +294,12 @@ def grade_one(task: dict, settings: dict) -> dict:
     out.mkdir(parents=True)
     pages = _feedback(sc, alias, assignment, judged, grades) if judged else {}
     for name in sc["release"]:
-        text = pages.get(name) or _plain_feedback(name, notes.get(name, ""))
-        (out / f"{name}.html").write_text(_with_csp(text))
+        if name in pages:  # MathJax (from OUT/feedback/.mathjax: autograder.feedback) only
+            nonce = secrets.token_urlsafe(16)
+            text = _with_csp(offline(pages[name], nonce), nonce)
+        else:
+            text = _with_csp(_plain_feedback(name, notes.get(name, "")))
+        (out / f"{name}.html").write_text(text)
 
     score = sum(g["score"] for nb in grades.values() for g in nb.values())
     top = sum(g["max_score"] for nb in grades.values() for g in nb.values())
@@ -410,6 +416,8 @@ def _score(grades: dict, outcomes, solution, release, flags: set[str], submitted
         if gid in by_id:
             grades[gid]["score"] = grades[gid]["max_score"] if by_id[gid].passed else 0.0
             grades[gid]["seed"] = by_id[gid].seed
+            if not by_id[gid].passed:  # for the class report's most common failure
+                grades[gid]["message"] = by_id[gid].message or "The test failed."
         elif cell.cell_type == "markdown" or cells.is_answer(cell):
             # A written answer: a person grades it, unless it is still the release's stub
             # (nbgrader's rule: an untouched answer scores 0 by itself).
@@ -453,7 +461,7 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
     """nbgrader's feedback pages of the judged notebooks; ``{notebook: html}``."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from autograder.feedback import sanitize
+    from autograder.feedback import name_summary, readable_outputs, sanitize
     from autograder.hand import mark_pending
 
     root, api = sc["root"], sc["api"]
@@ -462,7 +470,9 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
     dest = root / "autograded" / alias / assignment
     dest.mkdir(parents=True)
     for name, nb in judged.items():
-        nbformat.write(sanitize(nb, sc["release"][name]), dest / f"{name}.ipynb")
+        safe = sanitize(nb, sc["release"][name])
+        readable_outputs(safe)  # tracebacks: the student's cells and the error, no paths
+        nbformat.write(safe, dest / f"{name}.ipynb")
     with Gradebook(sc["db"]) as gb:
         gb.update_or_create_student(alias)
         try:
@@ -481,24 +491,22 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
     for name in judged:
         html = root / "feedback" / alias / assignment / f"{name}.html"
         if result.get("success") and html.is_file():
-            pages[name] = mark_pending(html.read_text(), name, grades[name])
+            page = mark_pending(html.read_text(), name, grades[name])
+            pages[name] = name_summary(page, sc["titles"][name])
     for sub in ("autograded", "feedback"):
         shutil.rmtree(root / sub / alias, ignore_errors=True)
     return pages
 
 
-#: No script runs in a feedback page, whatever a student's notebook held.
-CSP = (
-    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-    "img-src data:; style-src 'unsafe-inline'; font-src data:\">"
-)
+def _with_csp(html: str, nonce: str | None = None) -> str:
+    """``html`` with a Content-Security-Policy: no script runs in a feedback page, whatever a
+    student's notebook held, but MathJax's (the scripts carrying ``nonce``)."""
+    from autograder.feedback import csp
 
-
-def _with_csp(html: str) -> str:
     head = re.search(r"<head[^>]*>", html, flags=re.I)
     if head is None:
-        return CSP + html
-    return html[: head.end()] + "\n" + CSP + html[head.end() :]
+        return csp(nonce) + html
+    return html[: head.end()] + "\n" + csp(nonce) + html[head.end() :]
 
 
 def _plain_feedback(name: str, note: str) -> str:
@@ -654,6 +662,7 @@ def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
     :class:`autograder.hand.HandGradeError` if it has a bad row, with nothing changed);
     return the results, hand grades applied."""
     from autograder import hand
+    from autograder.feedback import copy_mathjax
     from autograder.report import write_report
 
     out = Path(out)
@@ -665,6 +674,8 @@ def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
         except hand.HandGradeError as error:  # the outputs still show every recorded grade
             rejected = error
     results = hand.apply(recorded, hand.load(out))
+    if (out / "feedback").is_dir():
+        copy_mathjax(out / "feedback")  # what the pages' math needs, offline
     write_csv(out, results)
     merge_gradebook(out.resolve(), results, course)
     write_report(out, results)

@@ -252,6 +252,75 @@ def test_feedback_never_shows_hidden_tests(graded):
     assert re.search(r"Points:\s*0\.0\s*\(of\s*2\.0\)|0\.0\s*/\s*2\.0|Score:\s*0\.0", text)
 
 
+def _pages(graded) -> list[Path]:
+    return sorted((graded["out"] / "feedback").glob("*/toy/*.html"))
+
+
+def test_feedback_pages_load_mathjax_from_the_feedback_folder_not_a_cdn(graded):
+    pages = _pages(graded)
+    assert len(pages) == len(graded["rows"])
+    with_math = set()
+    for path in pages:
+        page = path.read_text()
+        assert "cdn" not in page.lower(), path
+        loads = re.findall(r"<(?:script|link|img)[^>]*\b(?:src|href)=\"([^\"]*)\"", page)
+        assert not [u for u in loads if re.match(r"\w+://|//", u)], (path, loads)
+        for src in loads:  # every script a page loads is there, relative to the page
+            assert (path.parent / src.split("?")[0]).is_file(), (path, src)
+            with_math.add(path.parents[1].name)
+    never_run = {s for s, row in graded["rows"].items() if {"unreadable", "missing"} & set(
+        row["flags"].split(";"))}  # fmt: skip
+    assert with_math == set(graded["rows"]) - never_run
+    page = (graded["out"] / "feedback" / "numpy_traceback" / "toy" / "toy.html").read_text()
+    assert "../../.mathjax/MathJax.js?config=" in page and r"$\psi_{ik}$" in page
+
+
+def test_feedback_math_is_typeset_offline_in_a_browser(graded):
+    from tests.browser import chromium, skip_without_browser
+
+    skip_without_browser()
+    page = graded["out"] / "feedback" / "numpy_traceback" / "toy" / "toy.html"
+    with chromium() as driver:
+        driver.get(page.as_uri())
+        deadline = time.monotonic() + 20
+        done = "return document.documentElement.getAttribute('data-math')"
+        while not driver.execute_script(done) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert driver.execute_script(done) == "done"
+        count = "return document.querySelectorAll(arguments[0]).length"
+        assert driver.execute_script(count, ".MathJax") == 2  # psi inline, the sum displayed
+        assert driver.execute_script(count, ".MathJax_Display") == 1
+        assert driver.execute_script(count, ".merror, .MathJax_Error") == 0
+
+
+def test_feedback_tracebacks_show_the_students_cells_and_the_message_only(graded):
+    _check(graded, "numpy_traceback", 2, ["needs_manual"])
+    for path in _pages(graded):
+        text = _text(path)
+        for where in (".venv", "/run/autograder-kernels", "site-packages", "lib/python"):
+            assert where not in text, (path, where)
+        assert "numpy/" not in text and "_linalg.py" not in text, path
+    text = _text(graded["out"] / "feedback" / "numpy_traceback" / "toy" / "toy.html")
+    assert "Cell In[" in text and "np.linalg.inv(np.zeros((2, 2)))" in text
+    assert "frames in library code left out" in text
+    assert "LinAlgError: Singular matrix" in text
+    assert "square(3) should be 9" in text  # the failing test's own message
+    text = _text(graded["out"] / "feedback" / "emlib_selfcheck" / "toy" / "toy.html")
+    assert "EmlibUnavailable: emlib.moth.fit is not available" in text
+
+
+def test_feedback_summary_names_each_test_by_its_exercise(graded):
+    page = (graded["out"] / "feedback" / "wrong_cube" / "toy" / "toy.html").read_text()
+    summary = re.findall(r'<li><a href="#(\w+)">([^<]*)</a>', page)
+    assert summary == [
+        ("test_square", "Exercise 1 (3 points), square: test test_square"),
+        ("test_square_float", "Exercise 1 (3 points), square: test test_square_float"),
+        ("test_cube", "Exercise 2 (2 points), cube: test test_cube"),
+        ("why_square", "Exercise 3 (1 point): written answer why_square"),
+    ]
+    assert "Test cell" not in _text(graded["out"] / "feedback" / "wrong_cube" / "toy" / "toy.html")
+
+
 def test_class_report_has_a_figure_and_the_flags(graded):
     out = graded["out"]
     assert (out / "report.png").stat().st_size > 1000

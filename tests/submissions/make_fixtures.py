@@ -186,6 +186,12 @@ segments = subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout
 shared = [line for line in segments.splitlines() if "4096" in line]
 print("LEAK-FOUND" if found or shared else "LEAK-NONE", found, shared)"""
 
+# A wrong answer, an error raised inside numpy and some mathematics, for the feedback's
+# tracebacks (the student's cells only) and its MathJax (offline).
+NUMPY_ERROR = """import numpy as np
+np.linalg.inv(np.zeros((2, 2)))"""
+MATH_NOTE = r"My note: the responsibilities $\psi_{ik}$ sum to one, $$\sum_k \psi_{ik} = 1.$$"
+
 SQ = "def square(x):\n    return x * x"
 CU = "def cube(x):\n    return x ** 3"
 
@@ -262,6 +268,14 @@ def submissions(solution):
         correct, square=SQ + "\nfor _ in range(100):\n    print('x' * 1_000_000)"
     )
     subs["attacker"] = answer_only(correct, extra_cells=[(1, cells.code(ATTACK))])
+    subs["numpy_traceback"] = answer_only(
+        correct,
+        square="def square(x):\n    return 2 * x",
+        extra_cells=[
+            (len(correct.cells), cells.code(NUMPY_ERROR)),
+            (len(correct.cells), cells.markdown(MATH_NOTE)),
+        ],
+    )
     subs["unfilled"] = None  # the release as it is (written by the test from course/)
     return subs
 
