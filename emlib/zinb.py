@@ -55,6 +55,9 @@ Parameters: ``mu``, ``theta``, ``pi``. Data: a 1-D array of counts, or a 2-D arr
 
 from __future__ import annotations
 
+import contextlib
+import operator
+import sys
 import warnings
 from dataclasses import dataclass, replace
 
@@ -131,16 +134,18 @@ class _Data:
 
 
 class _SparseCounts:
-    """A scipy.sparse cells × genes count matrix, read column by column (never densified).
+    """A scipy.sparse cells × genes count matrix, read in its own format (never densified).
 
-    ``indptr``, ``indices`` and ``data`` are those of its CSC form with sorted indices and
-    without explicit zeros: gene g's positive counts are ``data[indptr[g]:indptr[g + 1]]``
-    in the cells ``indices[...]``; every other cell of the gene is a zero.
+    CSR, CSC and COO matrices in canonical form are read where they are, their stored
+    entries a chunk at a time (:data:`_CHUNK_ENTRIES`), so that validating and tabulating
+    them needs memory for one chunk, not a copy of the matrix; other formats, and matrices
+    with duplicate entries (which sum), are first converted to CSR. Stored zeros are zeros.
     """
 
-    def __init__(self, shape, indptr, indices, data):
-        self.shape = shape
-        self.indptr, self.indices, self.data = indptr, indices, data
+    def __init__(self, matrix):
+        self.matrix = matrix
+        self.shape = matrix.shape
+        self.n_stored = int(matrix.nnz)
 
     @classmethod
     def of(cls, matrix) -> _SparseCounts:
@@ -150,46 +155,83 @@ class _SparseCounts:
             raise ValueError(
                 f"ZINB counts are empty (shape {matrix.shape}): at least one is needed"
             )
-        csc = scipy.sparse.csc_matrix(matrix)  # a copy only if it was not CSC already
-        if csc.dtype.kind not in "iuf":
-            raise ValueError(f"ZINB counts must be numeric; got a sparse matrix of {csc.dtype}")
-        data = csc.data
-        col_of = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
-        for bad, what in (
-            (~np.isfinite(data), "contain NaN or infinite values; found"),
-            (data < 0, "must be counts (>= 0); found"),
-            (data != np.round(data), "must be whole-number counts; found"),
-        ):
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                raise ValueError(
-                    f"ZINB counts {what} {data[k]} at cell {int(csc.indices[k])}, "
-                    f"gene {int(col_of[k])}"
-                )
-        keep = data != 0
-        indptr = np.concatenate(
-            [[0], np.cumsum(np.bincount(col_of[keep], minlength=csc.shape[1]))]
-        )
-        order = np.lexsort((csc.indices[keep], col_of[keep]))  # by gene, then cell
-        return cls(csc.shape, indptr, csc.indices[keep][order], data[keep][order].astype(float))
+        if matrix.dtype.kind not in "iuf":
+            raise ValueError(f"ZINB counts must be numeric; got a sparse matrix of {matrix.dtype}")
+        fmt = matrix.format
+        if fmt not in ("csr", "csc", "coo") or not _canonical(matrix):
+            matrix = scipy.sparse.csr_matrix(matrix)  # a copy; duplicates are summed
+            matrix.sum_duplicates()
+        counts = cls(matrix)
+        counts._validate()
+        return counts
+
+    def _chunks(self):
+        """(start, values, genes) for consecutive chunks of the stored entries."""
+        m, fmt = self.matrix, self.matrix.format
+        for a in range(0, self.n_stored, _CHUNK_ENTRIES):
+            b = min(a + _CHUNK_ENTRIES, self.n_stored)
+            if fmt == "csr":
+                genes = m.indices[a:b]
+            elif fmt == "coo":
+                genes = m.col[a:b]
+            else:  # csc: the column of each entry from indptr
+                genes = np.searchsorted(m.indptr, np.arange(a, b), side="right") - 1
+            yield a, m.data[a:b], genes
+
+    def _cell_gene(self, k: int) -> tuple[int, int]:
+        m, fmt = self.matrix, self.matrix.format
+        if fmt == "coo":
+            return int(m.row[k]), int(m.col[k])
+        outer = int(np.searchsorted(m.indptr, k, side="right") - 1)
+        inner = int(m.indices[k])
+        return (outer, inner) if fmt == "csr" else (inner, outer)
+
+    def _validate(self) -> None:
+        for start, values, _ in self._chunks():
+            if values.dtype.kind != "f":
+                bad = values < 0
+                if bad.any():
+                    self._raise(start, values, bad, "must be counts (>= 0); found")
+                continue
+            for bad, what in (
+                (~np.isfinite(values), "contain NaN or infinite values; found"),
+                (values < 0, "must be counts (>= 0); found"),
+                (values != np.round(values), "must be whole-number counts; found"),
+            ):
+                if bad.any():
+                    self._raise(start, values, bad, what)
+
+    def _raise(self, start, values, bad, what):
+        k = int(np.flatnonzero(bad)[0])
+        cell, gene = self._cell_gene(start + k)
+        raise ValueError(f"ZINB counts {what} {values[k]} at cell {cell}, gene {gene}")
 
     def tables(self):
         """As :func:`_tables`: the distinct (gene, value) pairs, zeros included, and counts."""
         n, g = self.shape
-        nnz = np.diff(self.indptr)
-        gene = np.repeat(np.arange(g), nnz)
-        value = self.data.astype(np.int64)
         width = _TABLE_WIDTH + 1  # as in _tables: small values by bincount, the rest sorted
-        small = value < width - 1
-        table = np.bincount(gene[small] * width + value[small], minlength=g * width).reshape(
-            g, width
-        )
-        table[:, 0] = n - nnz
+        table = np.zeros(g * width, dtype=np.int64)
+        big_gene, big_value = [], []
+        for _, values, genes in self._chunks():
+            value = values.astype(np.int64)
+            gene = genes.astype(np.int64)
+            small = (value > 0) & (value < width - 1)
+            table += np.bincount(gene[small] * width + value[small], minlength=g * width)
+            large = value >= width - 1
+            if large.any():
+                big_gene.append(gene[large])
+                big_value.append(value[large])
+        table = table.reshape(g, width)
+        positive = table.sum(axis=1)
+        if big_gene:
+            big_gene, big_value = np.concatenate(big_gene), np.concatenate(big_value)
+            positive += np.bincount(big_gene, minlength=g)
+        table[:, 0] = n - positive
         t_gene, t_value = np.nonzero(table)
         t_freq = table[t_gene, t_value]
-        if not small.all():
+        if len(big_gene):
             pairs, big_freq = np.unique(
-                np.column_stack([gene[~small], value[~small]]), axis=0, return_counts=True
+                np.column_stack([big_gene, big_value]), axis=0, return_counts=True
             )
             t_gene = np.concatenate([t_gene, pairs[:, 0]])
             t_value = np.concatenate([t_value, pairs[:, 1]])
@@ -198,19 +240,39 @@ class _SparseCounts:
             t_gene, t_value, t_freq = t_gene[order], t_value[order], t_freq[order]
         return t_gene.astype(np.intp), t_value.astype(float), t_freq.astype(float)
 
+    def _by_gene(self):
+        """indptr, indices (cells) and data (float) of the positive counts, gene by gene."""
+        csc = scipy.sparse.csc_matrix(self.matrix)  # a copy only if it was not CSC already
+        col_of = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
+        keep = csc.data != 0
+        indptr = np.concatenate(
+            [[0], np.cumsum(np.bincount(col_of[keep], minlength=csc.shape[1]))]
+        )
+        order = np.lexsort((csc.indices[keep], col_of[keep]))  # by gene, then cell
+        return indptr, csc.indices[keep][order], csc.data[keep][order].astype(float)
+
     def split(self, sf):
         """Each gene's positive counts and their cells' factors, the zeros' factors, counts."""
         n, g = self.shape
-        pos_count = np.diff(self.indptr)
+        indptr, indices, data = self._by_gene()
+        pos_count = np.diff(indptr)
         zero_s = []
         rows = max(1, _CHUNK_ENTRIES // n)
         for a in range(0, g, rows):
             b = min(a + rows, g)
             mask = np.ones((b - a, n), dtype=bool)
-            lo, hi = self.indptr[a], self.indptr[b]
-            mask[np.repeat(np.arange(b - a), pos_count[a:b]), self.indices[lo:hi]] = False
+            lo, hi = indptr[a], indptr[b]
+            mask[np.repeat(np.arange(b - a), pos_count[a:b]), indices[lo:hi]] = False
             zero_s.append(np.broadcast_to(sf, mask.shape)[mask])
-        return self.data, sf[self.indices], np.concatenate(zero_s), pos_count
+        return data, sf[indices], np.concatenate(zero_s), pos_count
+
+
+def _canonical(matrix) -> bool:
+    """Whether a CSR, CSC or COO matrix has no duplicate entries (and CSR/CSC sorted ones)."""
+    try:
+        return bool(matrix.has_canonical_format)
+    except AttributeError:
+        return False
 
 
 def _as_count_matrix(data) -> tuple[np.ndarray, bool]:
@@ -306,7 +368,8 @@ def _tables(counts: np.ndarray):
     return gene.astype(np.intp), value.astype(float), freq.astype(float)
 
 
-def _prepare(data, size_factors=None, *, for_fit: bool = True) -> _Data:
+def _prepare(data, size_factors=None, *, for_fit: bool = True, empty_genes: bool = False) -> _Data:
+    """Validated data; ``empty_genes`` lets a matrix keep genes of zeros only (fit flags them)."""
     if scipy.sparse.issparse(data):
         counts, matrix = _SparseCounts.of(data), True
     else:
@@ -315,11 +378,11 @@ def _prepare(data, size_factors=None, *, for_fit: bool = True) -> _Data:
     if size_factors is not None:
         sf = _check_size_factors(size_factors, n)
         scaled = _prepare_scaled(counts, sf, matrix)
-        _check_totals(scaled.total, matrix, for_fit)
+        _check_totals(scaled.total, matrix, for_fit and not (matrix and empty_genes))
         return scaled
     gene, y, mult = counts.tables() if isinstance(counts, _SparseCounts) else _tables(counts)
     total = np.bincount(gene, weights=mult * y, minlength=g)
-    _check_totals(total, matrix, for_fit)
+    _check_totals(total, matrix, for_fit and not (matrix and empty_genes))
     return _Data(
         y=y,
         mult=mult,
@@ -943,7 +1006,13 @@ def _param(value, name: str, n_genes: int) -> np.ndarray:
             f"{arr.shape}"
         )
     if np.any(np.isnan(arr)):
-        raise ValueError(f"{name} must not be NaN; got {arr}")
+        where = (
+            f" (genes {np.flatnonzero(np.isnan(arr))[:10].tolist()}: genes of zeros only have "
+            "no estimate; leave their columns out)"
+            if n_genes > 1
+            else ""
+        )
+        raise ValueError(f"{name} must not be NaN{where}; got {arr}")
     return arr
 
 
@@ -1176,31 +1245,256 @@ def _default_init(d: _Data):
 # --------------------------------------------------------------------------------------
 
 
-class ZINBMatrixResult(EMResult):
-    """An :class:`~emlib.em.EMResult` for a cells × genes matrix, one fit per gene.
+#: ``status`` of a gene in a matrix fit: the stopping rule (or the polish's certificate) was
+#: met; ``max_iter`` ran out first; the gene has only zero counts (no finite estimate).
+STATUS_CONVERGED = "converged"
+STATUS_MAX_ITER = "max_iter"
+STATUS_ALL_ZEROS = "all zeros"
 
-    ``params`` holds arrays with one entry per gene; ``loglik``, ``n_iter`` (EM-map
-    evaluations) and ``converged`` are arrays per gene; ``loglik_history`` is a list with
-    one non-decreasing array per gene (its last entry is that gene's ``loglik``);
-    ``param_history`` is not recorded (fit a single gene for it). Standard errors are not
-    computed for matrices: fit the gene of interest as a 1-D array for ``se``.
+_INDEX_A_GENE = (
+    "a matrix fit holds one fit per gene, not one EMResult: index a gene, result[g] (its "
+    "EMResult: emlib.rate(result[g]), result[g].se), or use result.table() for every gene"
+)
+
+
+class ZeroGenesWarning(UserWarning):
+    """Genes of a matrix with only zero counts: no finite estimate, flagged per gene."""
+
+
+class PerGene(np.ndarray):
+    """One value per gene of a matrix fit: an ordinary ndarray that is never one number.
+
+    Reductions (``.sum()``, ``.all()``, ``np.median``) give plain numpy scalars and indexing
+    one gene gives that gene's value, but ``bool()``, ``float()`` and ``int()`` of the whole
+    array raise a :class:`TypeError` that says to index a gene: code written for an
+    :class:`~emlib.em.EMResult` (``if not result.converged``, as in :func:`emlib.rate`)
+    stops with that message instead of numpy's "truth value ... is ambiguous".
     """
 
-    @property
-    def se(self):  # type: ignore[override]
-        raise ValueError(
-            "standard errors are computed for one gene at a time: fit that gene's counts "
-            "as a 1-D array and read .se from that result"
+    def __array_wrap__(self, arr, context=None, return_scalar=False):
+        if return_scalar or arr.ndim == 0:
+            return arr[()]
+        return super().__array_wrap__(arr, context, return_scalar)
+
+    def _refuse(self, *_):
+        if self.ndim == 0:
+            return self.item()
+        raise TypeError(
+            f"this array has one entry per gene (shape {self.shape}), not one value: "
+            + _INDEX_A_GENE
         )
+
+    def __bool__(self):
+        return bool(self._refuse())
+
+    def __float__(self):
+        return float(self._refuse())
+
+    def __int__(self):
+        return int(self._refuse())
+
+    def __repr__(self):
+        return repr(self.view(np.ndarray))
+
+
+def _per_gene(values) -> PerGene:
+    return np.asarray(values).view(PerGene)
+
+
+class ZINBMatrixResult:
+    """The fits of every gene of a cells × genes matrix (not an :class:`~emlib.em.EMResult`).
+
+    Attributes
+    ----------
+    params : dict
+        ``{"mu", "theta", "pi"}``, one entry per gene (NaN for a gene of zeros only).
+    loglik, n_iter, converged, error_bound : PerGene arrays
+        Per gene, as in :class:`~emlib.em.EMResult` (``n_iter``: EM-map evaluations plus
+        Newton steps). A gene of zeros only has ``loglik`` 0 (the supremum, approached as
+        π → 1 or μ → 0), ``n_iter`` 0, ``converged`` False and ``error_bound`` NaN.
+    status : ndarray of str
+        :data:`STATUS_CONVERGED`, :data:`STATUS_MAX_ITER` or :data:`STATUS_ALL_ZEROS`.
+    loglik_history : list of ndarray
+        Per gene, non-decreasing, ending at that gene's ``loglik``.
+    n_iter_total : int
+        The sum of ``n_iter``.
+
+    ``result[g]`` is gene g's :class:`~emlib.em.EMResult` (``emlib.rate(result[g])``,
+    ``result[g].se``, ``result[g].summary()``; its ``param_history`` is not recorded: fit
+    the gene's column alone for it). ``result.table()`` is a pandas DataFrame with one row
+    per gene. Functions that take one fit (``emlib.rate``) raise a :class:`TypeError` on
+    the whole matrix result.
+    """
+
+    def __init__(self, params, loglik, n_iter, converged, loglik_history, error_bound, status):
+        self.params = params
+        self.loglik = _per_gene(loglik)
+        self.n_iter = _per_gene(n_iter)
+        self.converged = _per_gene(converged)
+        self.error_bound = _per_gene(error_bound)
+        self.status = np.asarray(status)
+        self.loglik_history = loglik_history
+        self.n_iter_total = int(np.sum(n_iter))
+        self._data = None  # the prepared data of every gene (in-memory fits)
+        self._gene_data = None  # or a function g -> the prepared data of gene g
+        self._se = None  # (standard errors, notes), computed on first use
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.loglik.size)
+
+    def __len__(self) -> int:
+        return self.n_genes
+
+    def _gene(self, g) -> int:
+        try:
+            index = operator.index(g)
+        except TypeError:
+            raise TypeError(
+                f"genes are indexed by an integer position (0 to {self.n_genes - 1}); got {g!r}"
+            ) from None
+        if not -self.n_genes <= index < self.n_genes:
+            raise IndexError(f"gene {index} is out of range for {self.n_genes} genes")
+        return index % self.n_genes
+
+    def __getitem__(self, g) -> EMResult:
+        g = self._gene(g)
+        if self.status[g] == STATUS_ALL_ZEROS:
+            raise ValueError(
+                f"gene {g} has only zero counts: its ZINB parameters have no finite "
+                f"maximum-likelihood estimate (status {STATUS_ALL_ZEROS!r} in result.table())"
+            )
+        prepared = self._gene_data(g) if self._data is None else _one_gene(self._data, g)
+        return EMResult(
+            params={k: float(self.params[k][g]) for k in PARAM_NAMES},
+            loglik=float(self.loglik[g]),
+            n_iter=int(self.n_iter[g]),
+            converged=bool(self.converged[g]),
+            loglik_history=np.asarray(self.loglik_history[g]),
+            param_history=[],
+            _model=MODEL,
+            _prepared=prepared,
+            error_bound=float(self.error_bound[g]),
+        )
+
+    def __iter__(self):
+        raise TypeError(
+            "a matrix fit is not a sequence of fits: use result[g] for gene g, or "
+            "result.table() for every gene"
+        )
+
+    def __getattr__(self, name):
+        if name in ("param_history", "_model", "_prepared", "_em_map"):
+            raise TypeError(f"{name!r} is defined for one fit: " + _INDEX_A_GENE)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def se(self):
+        raise TypeError(
+            "standard errors are computed for one gene at a time: result[g].se for gene g, "
+            "or the se_* columns of result.table() for every gene"
+        )
+
+    def standard_errors(self):
+        """Per-gene standard errors and notes: ``({"mu", "theta", "pi"}: arrays, notes)``.
+
+        From the analytic observed information of each gene (the Hessian of ℓ in
+        (log μ, log θ, π) of the Newton polish, by the delta method for μ and θ). A
+        parameter on its boundary (π̂ = 0, θ̂ = ∞) has none, and the others hold it fixed
+        (as :attr:`emlib.em.EMResult.se`); genes not converged, of zeros only, or whose
+        information is not positive definite have none. The note says why (empty where
+        all three are defined).
+        """
+        if self._se is None:
+            if self._data is None:
+                raise ValueError("this result holds no data to compute standard errors from")
+            mu, theta, pi = (np.asarray(self.params[k], dtype=float) for k in PARAM_NAMES)
+            self._se = _standard_errors_per_gene(
+                self._data, mu, theta, pi, np.asarray(self.converged), self.status
+            )
+        return self._se
+
+    def table(self):
+        """One row per gene (index ``gene``): estimates, fit, standard errors, flags.
+
+        Columns ``mu, theta, pi, loglik, converged, n_iter, error_bound, status, se_mu,
+        se_theta, se_pi, se_note`` (see :meth:`standard_errors` for the last four; NaN
+        standard errors always come with a ``se_note`` saying why).
+        """
+        import pandas as pd
+
+        se, note = self.standard_errors()
+        columns = {k: np.asarray(self.params[k], dtype=float) for k in PARAM_NAMES}
+        columns.update(
+            loglik=np.asarray(self.loglik, dtype=float),
+            converged=np.asarray(self.converged, dtype=bool),
+            n_iter=np.asarray(self.n_iter, dtype=np.int64),
+            error_bound=np.asarray(self.error_bound, dtype=float),
+            status=self.status,
+        )
+        columns.update({f"se_{k}": se[k] for k in PARAM_NAMES})
+        columns["se_note"] = note
+        return pd.DataFrame(columns, index=pd.RangeIndex(self.n_genes, name="gene"))
 
     def summary(self) -> str:
         n_conv = int(np.sum(self.converged))
+        empty = int(np.sum(self.status == STATUS_ALL_ZEROS))
+        fitted = self.n_iter[self.status != STATUS_ALL_ZEROS]
+        spread = f"{int(fitted.min())}–{int(fitted.max())}" if fitted.size else "none"
         return (
-            f"EM fit of zinb on {self.loglik.size} genes: total log-likelihood "
-            f"{float(np.sum(self.loglik)):.6f}, {n_conv} converged, "
-            f"{self.loglik.size - n_conv} NOT converged, EM-map evaluations per gene "
-            f"{int(np.min(self.n_iter))}–{int(np.max(self.n_iter))}"
+            f"EM fit of zinb on {self.n_genes} genes: total log-likelihood "
+            f"{float(np.sum(np.asarray(self.loglik))):.6f}, {n_conv} converged, "
+            f"{self.n_genes - n_conv - empty} NOT converged"
+            + (f", {empty} of zeros only (no estimate)" if empty else "")
+            + f", EM-map evaluations per gene {spread}"
         )
+
+    def __repr__(self):
+        return f"<ZINBMatrixResult: {self.summary()}>"
+
+
+def _one_gene(d, g: int):
+    """Gene g of a matrix's prepared data, as the data of a one-gene (1-D) fit."""
+    return replace(_subset(d, np.array([g])), matrix=False)
+
+
+def _standard_errors_per_gene(d, mu, theta, pi, converged, status):
+    """See :meth:`ZINBMatrixResult.standard_errors`; all genes at once."""
+    g = mu.size
+    se = {k: np.full(g, np.nan) for k in PARAM_NAMES}
+    note = np.full(g, "", dtype=object)
+    note[status == STATUS_MAX_ITER] = "not converged"
+    note[status == STATUS_ALL_ZEROS] = "all zeros: no estimate"
+    genes = np.flatnonzero(converged)
+    if genes.size == 0:
+        return se, note
+    sub = d if genes.size == d.n_genes else _subset(d, genes)
+    m, t, p = mu[genes], theta[genes], pi[genes]
+    _, hess, _ = _newton_terms(sub, m, t, p)
+    free = np.column_stack([np.ones(genes.size, dtype=bool), np.isfinite(t), p > 0])
+    both = free[:, :, None] & free[:, None, :]
+    eye = np.broadcast_to(np.eye(3), hess.shape)
+    info = np.where(both, -hess, eye)
+    with np.errstate(invalid="ignore"):
+        ok = np.all(np.isfinite(info), axis=(1, 2))
+        info = np.where(ok[:, None, None], info, eye)
+        ok &= np.linalg.eigvalsh(info)[:, 0] > 0
+    cov = np.linalg.inv(np.where(ok[:, None, None], info, eye))
+    var = np.where(free & ok[:, None], np.diagonal(cov, axis1=1, axis2=2), np.nan)
+    with np.errstate(invalid="ignore"):
+        sd = np.sqrt(var)
+        se["mu"][genes] = m * sd[:, 0]
+        se["theta"][genes] = np.where(np.isfinite(t), t, np.nan) * sd[:, 1]
+        se["pi"][genes] = sd[:, 2]
+    parts = [
+        (~ok, "information not positive definite"),
+        (ok & np.isinf(t), "theta = inf (Poisson boundary): no se_theta"),
+        (ok & (p == 0), "pi = 0 (boundary): no se_pi"),
+    ]
+    for mask, text in parts:
+        where = genes[mask]
+        note[where] = [f"{a}; {text}" if a else text for a in note[where]]
+    return se, note
 
 
 def _em_map(d: _Data, v: np.ndarray):
@@ -1347,8 +1641,10 @@ def _guard(old, new, genes, iteration):
         )
 
 
-def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
+def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, progress=None):
     """Every gene's EM at once; returns the arrays of a :class:`ZINBMatrixResult`.
+
+    ``progress``, if given, is called after every iteration with the number of genes done.
 
     Genes that meet the stopping rule leave the active set; once a quarter of them have,
     the data are cut down to the live genes. With ``record`` (one gene), the packed
@@ -1443,6 +1739,8 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
                 bound[cand[certified]] = p_bound[certified]
                 next_polish[cand] = np.maximum(4 * next_polish[cand], 4)
                 live[slow] = ~certified & (n_iter[cand] < max_iter)
+        if progress is not None:
+            progress(g - int(live.sum()))
         if not live.any():
             break
         if live.sum() <= 0.75 * live.size:
@@ -1456,19 +1754,46 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False):
     return v, ll, n_iter, converged, history, bound, path
 
 
-def _matrix_result(d, v, ll, n_iter, converged, history, bound) -> ZINBMatrixResult:
-    mu, theta, pi = _unpack(v)
+def _matrix_arrays(keep, n_genes, v, ll, n_iter, converged, history, bound):
+    """The per-gene arrays of a run on the genes ``keep``, spread over all ``n_genes``.
+
+    The other genes (of zeros only) get NaN parameters, ℓ = 0 (the supremum), no
+    iterations and the status :data:`STATUS_ALL_ZEROS`.
+    """
+    mu, theta, pi = _unpack(v) if len(keep) else (np.empty(0),) * 3
+    out = {
+        "mu": np.full(n_genes, np.nan),
+        "theta": np.full(n_genes, np.nan),
+        "pi": np.full(n_genes, np.nan),
+        "loglik": np.zeros(n_genes),
+        "n_iter": np.zeros(n_genes, dtype=np.int64),
+        "converged": np.zeros(n_genes, dtype=bool),
+        "error_bound": np.full(n_genes, np.nan),
+        "status": np.full(n_genes, STATUS_ALL_ZEROS, dtype=object),
+    }
+    for name, part in zip(
+        ("mu", "theta", "pi", "loglik", "n_iter", "converged", "error_bound"),
+        (mu, theta, pi, ll, n_iter, converged, bound),
+        strict=True,
+    ):
+        out[name][keep] = part
+    out["status"][keep] = np.where(converged, STATUS_CONVERGED, STATUS_MAX_ITER)
+    histories = [np.zeros(1)] * n_genes
+    for i, g in enumerate(keep):
+        histories[g] = history[i]
+    out["loglik_history"] = histories
+    return out
+
+
+def _matrix_result(arrays) -> ZINBMatrixResult:
     return ZINBMatrixResult(
-        params={"mu": mu, "theta": theta, "pi": pi},
-        loglik=ll,
-        n_iter=n_iter,
-        converged=converged,
-        loglik_history=history,
-        param_history=[],
-        _model=MODEL,
-        _prepared=d,
-        n_iter_total=int(n_iter.sum()),
-        error_bound=bound,
+        params={k: arrays[k] for k in PARAM_NAMES},
+        loglik=arrays["loglik"],
+        n_iter=arrays["n_iter"],
+        converged=arrays["converged"],
+        loglik_history=arrays["loglik_history"],
+        error_bound=arrays["error_bound"],
+        status=arrays["status"].astype(str),
     )
 
 
@@ -1743,7 +2068,8 @@ def fit(
     init: dict | None = None,
     size_factors=None,
     xtol: float | None = None,
-) -> EMResult:
+    progress: bool | None = None,
+) -> EMResult | ZINBMatrixResult:
     """Maximum-likelihood (μ, θ, π) by EM, for one vector of counts or every gene of a matrix.
 
     Parameters
@@ -1766,15 +2092,28 @@ def fit(
     size_factors : array_like of shape (n_cells,), optional
         Positive factors :math:`s_c`; the negative-binomial mean of cell c is
         :math:`s_c\\mu`. Without them, each gene's counts are reduced to a frequency table.
+    progress : bool, optional
+        A tqdm progress bar over the genes of a matrix fit. ``None`` (the default): shown
+        on a terminal only, and only once the fit has run :data:`PROGRESS_DELAY` seconds
+        (never in tests, notebooks or logs, whose output it would change); ``True``:
+        always (``tqdm.auto``: a widget in Jupyter); ``False``: never.
 
     Returns
     -------
-    EMResult
-        For 1-D data, the usual result (floats, ``se``, ``summary()``). For a matrix a
-        :class:`ZINBMatrixResult`: ``params`` and ``loglik`` have one entry per gene,
-        ``n_iter`` and ``converged`` are per gene, ``loglik_history`` is a list of per-gene
-        histories (each non-decreasing; the monotonicity guard is applied to every gene at
-        every iteration).
+    EMResult or ZINBMatrixResult
+        For 1-D data, the usual :class:`~emlib.em.EMResult` (floats, ``se``,
+        ``summary()``). For a matrix a :class:`ZINBMatrixResult`, one fit per gene:
+        ``params``, ``loglik``, ``n_iter``, ``converged``, ``error_bound`` and ``status``
+        have one entry per gene, ``loglik_history`` is a list of per-gene histories (each
+        non-decreasing; the monotonicity guard is applied to every gene at every
+        iteration); ``result[g]`` is gene g's EMResult and ``result.table()`` a pandas
+        DataFrame of every gene's estimates, standard errors and flags.
+
+        A gene whose counts are all zero has no finite maximum-likelihood estimate (ℓ → 0
+        as π → 1 or μ → 0): it is not fitted, and gets NaN ``params``, ``loglik`` 0,
+        ``n_iter`` 0, ``converged`` False and ``status`` ``"all zeros"``, with a
+        :class:`ZeroGenesWarning` naming such genes; the other genes are fitted as
+        without it. (A 1-D vector of zeros raises a ValueError.)
 
     Notes
     -----
@@ -1840,10 +2179,12 @@ def fit(
     (5.0, 2.1, 0.2)
     """
     tol, max_iter, accelerate, xtol = check_options(tol, max_iter, accelerate, xtol)
-    d = _prepare(data, size_factors)
-    start = _check_params(init, d.n_genes) if init is not None else _default_init(d)
-    *arrays, path = _run_matrix(d, start, tol, max_iter, accelerate, xtol, record=not d.matrix)
+    if progress not in (None, True, False):
+        raise ValueError(f"progress must be None (automatic), True or False; got {progress!r}")
+    d = _prepare(data, size_factors, empty_genes=True)
     if not d.matrix:
+        start = _check_params(init, d.n_genes) if init is not None else _default_init(d)
+        *arrays, path = _run_matrix(d, start, tol, max_iter, accelerate, xtol, record=True)
         result = _gene_result(d, *arrays, path)
         if not result.converged:
             warnings.warn(
@@ -1854,22 +2195,93 @@ def fit(
                 stacklevel=2,
             )
         return result
-    result = _matrix_result(d, *arrays)
-    if not result.converged.all():
-        stuck = np.flatnonzero(~result.converged)
-        shown = ", ".join(str(int(i)) for i in stuck[:10]) + (", ..." if stuck.size > 10 else "")
-        worst = float(np.max(result.error_bound[stuck]))
+    with _progress_bar(progress, d.n_genes) as bar:
+        arrays = _fit_genes(d, init, tol, max_iter, accelerate, xtol, bar)
+    result = _matrix_result(arrays)
+    result._data = d
+    _warn_matrix(result, max_iter, tol, accelerate)
+    return result
+
+
+def _fit_genes(d, init, tol, max_iter, accelerate, xtol, bar=None) -> dict:
+    """The matrix fit of every gene of ``d``; genes of zeros only are flagged, not fitted."""
+    g = d.n_genes
+    total = (
+        d.total
+        if isinstance(d, _Scaled)
+        else np.bincount(d.gene, weights=d.mult * d.y, minlength=g)
+    )
+    keep = np.flatnonzero(total > 0)
+    full = _check_params(init, g) if init is not None else None
+    if keep.size == 0:
+        return _matrix_arrays(keep, g, np.empty((0, 3)), *(np.empty(0),) * 3, [], np.empty(0))
+    sub = d if keep.size == g else _subset(d, keep)
+    start = tuple(a[keep] for a in full) if full is not None else _default_init(sub)
+    step = None if bar is None else (lambda done: bar.update(done - bar.n))
+    *arrays, _ = _run_matrix(sub, start, tol, max_iter, accelerate, xtol, progress=step)
+    return _matrix_arrays(keep, g, *arrays)
+
+
+#: Seconds before the automatic progress bar of a matrix fit appears (a faster fit never
+#: shows one).
+PROGRESS_DELAY = 2.0
+
+
+@contextlib.contextmanager
+def _progress_bar(progress, total, unit="gene"):
+    """A tqdm bar over the genes done, or None (see :func:`fit`'s ``progress``)."""
+    if progress is False or (progress is None and not _stderr_is_terminal()):
+        yield None
+        return
+    if progress is None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit=unit, desc="zinb.fit", delay=PROGRESS_DELAY, leave=False)
+    else:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit=unit, desc="zinb.fit")
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _warn_matrix(result: ZINBMatrixResult, max_iter, tol, accelerate) -> None:
+    empty = np.flatnonzero(result.status == STATUS_ALL_ZEROS)
+    if empty.size:
         warnings.warn(
-            f"zinb: {stuck.size} of {d.n_genes} genes stopped after max_iter={max_iter} "
-            f"EM-map evaluations before meeting tol={tol:g} (genes {shown}); the largest "
-            f"estimated distance to the maximum among them is {worst:.1e} (relative; "
-            "their error_bound entries give each). Raise max_iter"
+            f"zinb: {empty.size} of {result.n_genes} genes have only zero counts (genes "
+            f"{_first_genes(empty)}): their ZINB parameters have no finite maximum-likelihood "
+            f"estimate, so they are not fitted: params NaN, loglik 0 (the supremum), "
+            f"converged False, status {STATUS_ALL_ZEROS!r} (see result.table())",
+            ZeroGenesWarning,
+            stacklevel=3,
+        )
+    stuck = np.flatnonzero(result.status == STATUS_MAX_ITER)
+    if stuck.size:
+        worst = float(np.max(np.asarray(result.error_bound)[stuck]))
+        warnings.warn(
+            f"zinb: {stuck.size} of {result.n_genes} genes stopped after max_iter={max_iter} "
+            f"EM-map evaluations before meeting tol={tol:g} (genes {_first_genes(stuck)}); "
+            f"the largest estimated distance to the maximum among them is {worst:.1e} "
+            "(relative; their error_bound entries give each). Raise max_iter"
             + (
                 ", or try other starting values (init)"
                 if accelerate
                 else ", or pass accelerate='squarem'"
             ),
             convergence.ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return result
+
+
+def _first_genes(genes) -> str:
+    return ", ".join(str(int(i)) for i in genes[:10]) + (", ..." if len(genes) > 10 else "")

@@ -460,7 +460,6 @@ GOOD_PARAMS = {"mu": 2.0, "theta": 1.0, "pi": 0.2}
         (np.array([[0, 1], [2, -3]]), r"found -3 at cell 1, gene 1"),
         (np.array([[0.0, 1.0], [0.5, 3.0]]), r"whole-number counts; found 0.5 at cell 1, gene 0"),
         (np.zeros(5, dtype=int), "every count is zero"),
-        (np.array([[0, 1], [0, 2], [0, 0]]), r"1 gene\(s\) have only zero counts \(genes 0\)"),
     ],
 )
 def test_bad_data_is_rejected(data, message):
@@ -543,7 +542,7 @@ def test_too_few_iterations_warn_per_gene(counts):
         result = zinb.fit(counts, max_iter=3)
     assert not result.converged.any()
     assert np.all(result.n_iter == 3)
-    with pytest.raises(ValueError, match="standard errors are computed for one gene"):
+    with pytest.raises(TypeError, match="standard errors are computed for one gene"):
         _ = result.se
 
 
@@ -704,9 +703,3 @@ def test_bad_sparse_counts_are_rejected(value, message):
     y[1, 2] = value
     with pytest.raises(ValueError, match=message):
         zinb.fit(scipy.sparse.csr_matrix(y))
-
-
-def test_sparse_gene_of_zeros_is_rejected():
-    y = scipy.sparse.csr_matrix(np.array([[1, 0], [2, 0], [0, 0]]))
-    with pytest.raises(ValueError, match=r"1 gene\(s\) have only zero counts \(genes 1\)"):
-        zinb.fit(y)
