@@ -3,7 +3,8 @@
 * ``release [ASSIGNMENT ...]``: generate course/ from solutions/.
 * ``grade SUBMISSIONS --out DIR``: autograde a class (``<student>/<assignment>/<nb>.ipynb``
   or a folder of zip files); ``--student NAME --force`` regrades one student.
-* ``report DIR``: rewrite grades.csv, the gradebook and the report from DIR's saved results.
+* ``report DIR``: rewrite grades.csv, lms_grades.csv, the gradebook, the report and the
+  students' feedback zips (DIR/handback/) from DIR's saved results.
 * ``--hand-grades FILE`` (grade or report): merge the hand grades of written answers in FILE,
   a CSV file with the columns student,assignment,cell,points,comment (autograder/hand.py).
 """

@@ -657,12 +657,14 @@ def _stop_pool(pool, grace: float = 10.0) -> None:
 
 
 def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
-    """Write ``grades.csv``, the gradebook, the report and the feedback's hand grades from the
-    results recorded in ``out`` (merging the hand-grades file ``hand_grades`` first, if given:
+    """Write ``grades.csv``, ``lms_grades.csv``, the gradebook, the report, the feedback's hand
+    grades and the students' zips (:mod:`autograder.handback`) from the results recorded in
+    ``out`` (merging the hand-grades file ``hand_grades`` first, if given:
     :class:`autograder.hand.HandGradeError` if it has a bad row, with nothing changed);
     return the results, hand grades applied."""
     from autograder import hand
     from autograder.feedback import copy_mathjax
+    from autograder.handback import write_lms_csv, write_zips
     from autograder.report import write_report
 
     out = Path(out)
@@ -677,9 +679,11 @@ def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
     if (out / "feedback").is_dir():
         copy_mathjax(out / "feedback")  # what the pages' math needs, offline
     write_csv(out, results)
+    write_lms_csv(out, results)
     merge_gradebook(out.resolve(), results, course)
-    write_report(out, results)
+    write_report(out, results, course)
     hand.publish(out, results)
+    write_zips(out, results)  # after publish: the zips hold the pages with hand grades
     if rejected is not None:
         raise rejected
     return results

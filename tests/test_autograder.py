@@ -329,6 +329,85 @@ def test_class_report_has_a_figure_and_the_flags(graded):
         assert flag in report
 
 
+def test_each_student_gets_a_zip_of_feedback_that_opens_offline(graded, tmp_path):
+    out = graded["out"]
+    zips = sorted((out / "handback").glob("*.zip"))
+    assert [z.name for z in zips] == sorted(f"{s}.zip" for s in graded["rows"])
+    for path in zips:
+        student = path.name[: -len(".zip")]
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+        assert f"feedback/{student}/toy/toy.html" in names and "feedback/index.html" in names
+        assert "feedback/.mathjax/MathJax.js" in names
+        assert {n.split("/")[1] for n in names} == {"index.html", student, ".mathjax"}, path
+    with zipfile.ZipFile(out / "handback" / "numpy_traceback.zip") as zf:
+        zf.extractall(tmp_path)
+    page = tmp_path / "feedback" / "numpy_traceback" / "toy" / "toy.html"
+    scripts = re.findall(r'<script[^>]*\bsrc="([^"]*)"', page.read_text())
+    assert scripts and all((page.parent / s.split("?")[0]).is_file() for s in scripts)
+    assert "toy/toy.html" in (tmp_path / "feedback" / "index.html").read_text()
+
+
+def test_lms_grades_have_one_row_per_student_one_column_per_assignment_and_a_total(graded):
+    with open(graded["out"] / "lms_grades.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["student", "toy", "total"]
+        rows = list(reader)
+    assert [r["student"] for r in rows] == sorted(graded["rows"])
+    for row in rows:
+        assert row["toy"] == row["total"] == graded["rows"][row["student"]]["score"], row
+
+
+def _report_rows(report: str, attribute: str) -> list[tuple[str, str]]:
+    """``(value of attribute, the row's text)`` of each table row carrying ``attribute``."""
+    rows = re.findall(rf'<tr[^>]*\b{attribute}="([^"]*)"[^>]*>(.*?)</tr>', report, flags=re.S)
+    return [(html.unescape(v), html.unescape(re.sub(r"<[^>]+>", " ", t))) for v, t in rows]
+
+
+def test_class_report_gives_each_exercise_in_notebook_order_with_shares_and_failures(graded):
+    from collections import Counter
+
+    report = (graded["out"] / "report.html").read_text()
+    cells_ = _report_rows(report, "data-cell")
+    assert [gid for gid, _ in cells_] == [
+        "test_square",
+        "test_square_float",
+        "test_cube",
+        "why_square",
+    ]
+    exercises = [name for name, _ in _report_rows(report, "data-exercise")]
+    assert exercises == ["Exercise 1 (3 points), square", "Exercise 2 (2 points), cube"]
+    results = [r for r in graded["results"].values() if r["grades"]]
+    for gid, text in cells_[:3]:
+        grades = [r["grades"]["toy"][gid] for r in results]
+        earned = sum(g["score"] == g["max_score"] for g in grades)
+        assert f"({earned} / {len(results)})" in text, (gid, text)
+        (message, count), *_ = Counter(
+            g["message"] for g in grades if "message" in g
+        ).most_common()
+        expected = " ".join(f"{message} ({count} of {len(results)})".split())
+        assert expected in " ".join(text.split()), (gid, text)
+    assert "AssertionError: square(3) should be 9" in cells_[0][1]
+    assert "<img" in report and "boxplot" not in report
+
+
+def test_class_report_lists_what_awaits_hand_grading_and_every_student(graded):
+    report = (graded["out"] / "report.html").read_text()
+    (pending,) = _report_rows(report, "data-pending")
+    assert pending[0] == "why_square"
+    waiting = {s for s, r in graded["results"].items() if r.get("pending")}
+    assert "correct" in waiting and "unfilled" not in waiting
+    listed = pending[1].split(None, 5)[-1]  # after assignment, notebook, cell, points, count
+    assert set(listed.replace(",", " ").split()) == waiting
+    with open(graded["out"] / "hand_grades_pending.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["student"] for r in rows} == waiting and {r["cell"] for r in rows} == {"why_square"}
+    students = dict(_report_rows(report, "data-student"))
+    assert set(students) == set(graded["rows"])
+    assert "3 / 6" in students["wrong_cube"] and "needs_manual" in students["wrong_cube"]
+    assert "timeout" in students["loop_top"]
+
+
 def test_grading_again_skips_everyone_and_gives_the_same_csv(graded):
     out = graded["out"]
     before = (out / "grades.csv").read_bytes()
