@@ -100,9 +100,14 @@ class _Data:
     shift: np.ndarray  # the data's mean, (d,)
     chol: np.ndarray  # A, lower Cholesky factor of the data's covariance (or I)
     chol_inv: np.ndarray  # A⁻¹
-    data: np.ndarray  # the data as given, transposed: (d, n)
+    matrix: np.ndarray  # the data as given, (n, d)
     log_det_chol: float  # log |det A|
     sd: np.ndarray  # the data's sd per column (the stopping rule's units)
+
+    @cached_property
+    def data(self) -> np.ndarray:
+        """The data as given, transposed to (d, n) (for the narrow components only)."""
+        return np.ascontiguousarray(self.matrix.T)
 
     @property
     def x_rows(self) -> slice:
@@ -171,7 +176,8 @@ def _prepare(data, *, require_spread: bool = False) -> _Data:
     ia, ib = np.triu_indices(d)
     q = ia.size
     features = np.empty((q + d + 1, n))
-    np.multiply(white[ia], white[ib], out=features[:q])
+    for row, (a, b) in enumerate(zip(ia, ib, strict=True)):
+        np.multiply(white[a], white[b], out=features[row])
     features[q : q + d] = white
     features[-1] = 1.0
     return _Data(
@@ -181,7 +187,7 @@ def _prepare(data, *, require_spread: bool = False) -> _Data:
         shift=shift,
         chol=chol,
         chol_inv=chol_inv,
-        data=np.ascontiguousarray(X.T),
+        matrix=X,
         log_det_chol=float(np.log(np.diag(chol)).sum()),
         sd=np.where(scale > 0, scale, 1.0),
     )
