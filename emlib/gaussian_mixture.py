@@ -45,6 +45,11 @@ objective over that constraint set, so EM stays monotone. :func:`fit` warns, nam
 components, when a fitted covariance ends on the floor, and lists them in
 ``result.collapsed``.
 
+Standard errors (``result.se``) come from the driver's finite-difference Hessian of ℓ in
+the packed coordinates, mapped to the parameters by the delta method: about ``2 p²``
+evaluations of ℓ for ``p = k - 1 + k d + k d (d + 1) / 2`` free coordinates, so they are
+practical for small d and k only.
+
 Parameters: ``weights`` (k,), ``means`` (k, d), ``covariances`` (k, d, d); components
 sorted by their means (first coordinate first). Data: an (n, d) array, one row per
 observation.
@@ -554,6 +559,12 @@ class GaussianMixtureResult(EMResult):
 def e_step(data, params) -> np.ndarray:
     """Responsibilities: posterior probability of each component for each observation.
 
+    Parameters
+    ----------
+    data : array_like of shape (n, d)
+    params : dict
+        ``weights`` (k,), ``means`` (k, d), ``covariances`` (k, d, d).
+
     Returns
     -------
     ndarray of shape (n, k)
@@ -574,6 +585,14 @@ def e_step(data, params) -> np.ndarray:
 def m_step(data, resp) -> dict:
     """Weights, means and covariances from responsibilities of shape (n, k).
 
+    Parameters
+    ----------
+    data : array_like of shape (n, d)
+    resp : array_like of shape (n, k)
+        Non-negative, rows summing to one, every column with some mass.
+
+    Notes
+    -----
     .. math:: w_j = N_j / n, \\quad \\mu_j = \\sum_i r_{ij} x_i / N_j, \\quad
               \\Sigma_j = \\sum_i r_{ij} (x_i - \\mu_j)(x_i - \\mu_j)^\\top / N_j,
 
@@ -593,8 +612,16 @@ def m_step(data, resp) -> dict:
 
 
 def loglik(data, params) -> float:
-    """Observed-data log-likelihood.
+    """Observed-data log-likelihood, every constant included.
 
+    Parameters
+    ----------
+    data : array_like of shape (n, d)
+    params : dict
+        ``weights`` (k,), ``means`` (k, d), ``covariances`` (k, d, d).
+
+    Notes
+    -----
     .. math:: \\ell = \\sum_{i=1}^n \\log \\sum_{j=1}^k w_j \\phi_d(x_i; \\mu_j, \\Sigma_j)
     """
     d = _prepare(data)

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 import emlib
 from emlib import gaussian_mixture as gmm
+from emlib import normal_mixture
 
 # ---------------------------------------------------------------------------------------
 # Independent reference computations
@@ -501,3 +502,18 @@ def test_standard_errors_of_one_normal_match_the_closed_form():
     expected = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
     np.testing.assert_allclose(se["covariances"][0], expected, rtol=1e-4)
     assert "covariances[0,1,1]" in result.summary()
+
+
+def test_one_dimension_agrees_with_the_univariate_model():
+    # d = 1 is emlib.normal_mixture (itself tested against scikit-learn): same maximum,
+    # parameters and standard errors.
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(2, 0.5, 400), rng.normal(5, 1, 600)])
+    multi = gmm.fit(x[:, None], 2, tol=1e-12)
+    uni = normal_mixture.fit(x, 2, tol=1e-12)
+    assert multi.loglik == pytest.approx(uni.loglik, rel=1e-13)
+    np.testing.assert_allclose(multi.params["means"][:, 0], uni.params["means"], rtol=1e-9)
+    np.testing.assert_allclose(
+        np.sqrt(multi.params["covariances"][:, 0, 0]), uni.params["sds"], rtol=1e-9
+    )
+    np.testing.assert_allclose(multi.se["means"][:, 0], uni.se["means"], rtol=1e-4)
