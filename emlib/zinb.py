@@ -2069,15 +2069,19 @@ def fit(
     size_factors=None,
     xtol: float | None = None,
     progress: bool | None = None,
+    client=None,
+    scheduler: str | None = None,
 ) -> EMResult | ZINBMatrixResult:
     """Maximum-likelihood (μ, θ, π) by EM, for one vector of counts or every gene of a matrix.
 
     Parameters
     ----------
-    data : array_like of counts, or a scipy.sparse matrix
+    data : array_like of counts, a scipy.sparse matrix, or a dask array
         1-D (one gene), or 2-D cells × genes (every gene fitted at once). A sparse
         cells × genes matrix (CSR, CSC, COO, ...) is read from its non-zeros and each gene's
-        number of zeros, never densified; the fit is the same as on its dense form. (With
+        number of zeros, in its own format, a chunk of entries at a time (never densified
+        or copied); the fit is the same as on its dense form. A ``dask.array`` chunked by
+        genes is fitted block by block on a dask.distributed cluster (``client``). (With
         size factors each zero still needs its cell's factor: that array has one entry
         per zero.)
     tol, max_iter, accelerate, xtol
@@ -2092,6 +2096,17 @@ def fit(
     size_factors : array_like of shape (n_cells,), optional
         Positive factors :math:`s_c`; the negative-binomial mean of cell c is
         :math:`s_c\\mu`. Without them, each gene's counts are reduced to a frequency table.
+    client, scheduler : optional
+        Only for a ``dask.array`` of counts: the dask.distributed cluster to fit it on, a
+        ``distributed.Client`` or the address of a running scheduler
+        (``scheduler="tcp://scheduler-host:8786"``, as printed by ``dask scheduler``; a
+        client is opened on it for the fit and closed after). Default: the current client
+        (``distributed.get_client()``), else dask's local scheduler. The array must be
+        chunked by genes (cells are rechunked into one chunk per block: each task holds
+        every cell of its genes, dense or scipy.sparse blocks); each block of genes is
+        one task, fitted exactly as an in-memory matrix, so the result is the same, gene
+        for gene, as ``fit`` on the whole matrix in memory. Its ``result[g]`` reads gene
+        g's column back from the array (for ``se`` and :func:`emlib.rate`).
     progress : bool, optional
         A tqdm progress bar over the genes of a matrix fit. ``None`` (the default): shown
         on a terminal only, and only once the fit has run :data:`PROGRESS_DELAY` seconds
@@ -2181,6 +2196,29 @@ def fit(
     tol, max_iter, accelerate, xtol = check_options(tol, max_iter, accelerate, xtol)
     if progress not in (None, True, False):
         raise ValueError(f"progress must be None (automatic), True or False; got {progress!r}")
+    from emlib import _zinb_dask
+
+    if _zinb_dask.is_dask_array(data):
+        result = _zinb_dask.fit(
+            data,
+            size_factors=size_factors,
+            init=init,
+            tol=tol,
+            max_iter=max_iter,
+            accelerate=accelerate,
+            xtol=xtol,
+            progress=progress,
+            client=client,
+            scheduler=scheduler,
+        )
+        _warn_matrix(result, max_iter, tol, accelerate)
+        return result
+    if client is not None or scheduler is not None:
+        raise ValueError(
+            "client= and scheduler= are for a dask array of counts (a matrix chunked by "
+            f"genes); got {type(data).__name__}: fit it in memory without them, or pass "
+            "dask.array.from_array(counts, chunks=(-1, genes_per_task))"
+        )
     d = _prepare(data, size_factors, empty_genes=True)
     if not d.matrix:
         start = _check_params(init, d.n_genes) if init is not None else _default_init(d)
