@@ -68,7 +68,8 @@ _LOG_2PI = float(np.log(2 * np.pi))
 #: domain: conditional standard deviations below e^-30 ≈ 1e-13 (or above e^30) times the
 #: column's spread cannot be told from a singular covariance in double precision.
 _LOG_DIAG_BOUND = 30.0
-#: The fitted correlation matrix counts as singular when its smallest eigenvalue is this small.
+#: An M-step covariance counts as singular when some column is predicted by the columns
+#: before it with 1 - R² at most this (its conditional variance is rounding noise).
 _SINGULAR_EIGENVALUE = 1e-12
 #: Rows named in an error message before "...".
 _SHOW = 10
@@ -87,6 +88,7 @@ class _Pattern:
     n: int
     s1: np.ndarray  # Σ z_o over the rows (standardised units)
     s2: np.ndarray  # Σ z_o z_o^T
+    rows: np.ndarray  # the rows' observed values z_o, for the log-likelihood
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,9 @@ def _prepare(data) -> _Data:
         obs = np.flatnonzero(mask)
         rows = z[np.ix_(inverse == p, obs)]
         patterns.append(
-            _Pattern(obs, np.flatnonzero(~mask), rows.shape[0], rows.sum(axis=0), rows.T @ rows)
+            _Pattern(
+                obs, np.flatnonzero(~mask), rows.shape[0], rows.sum(axis=0), rows.T @ rows, rows
+            )
         )
     return _Data(
         n=n,
@@ -227,6 +231,43 @@ def _check_params(params, d: int) -> dict:
     return {"mean": mean, "cov": cov}
 
 
+def _pattern_loglik(p: _Pattern, mu_o: np.ndarray, factor: np.ndarray) -> float:
+    """Σ log φ(z_o; μ_o, Σ_oo) over the pattern's rows, Σ_oo = factor factor^T.
+
+    The quadratic form is taken row by row, through one triangular solve with every row of
+    the pattern as right-hand side: forming it from the pattern's sums Σ z_o z_o^T instead
+    would square the condition number of Σ_oo, and the rounding of a nearly singular Σ
+    would then show as spurious decreases of ℓ.
+    """
+    white = linalg.solve_triangular(factor, (p.rows - mu_o).T, lower=True, check_finite=False)
+    log_det = 2 * np.log(np.diag(factor)).sum()
+    return -0.5 * (p.n * (mu_o.size * _LOG_2PI + log_det) + float(np.sum(white * white)))
+
+
+def _factor(cov_oo: np.ndarray):
+    """Cholesky factor of an observed block, or None where it is not numerically PD."""
+    try:
+        factor = np.linalg.cholesky(cov_oo)
+    except np.linalg.LinAlgError:
+        return None
+    diag = np.diag(factor)
+    if not np.all(np.isfinite(factor)) or np.any(diag <= 0):
+        return None
+    return factor
+
+
+def _loglik(d: _Data, params) -> float:
+    """ℓ alone (no expected statistics): what the standard errors' Hessian evaluates."""
+    mu, cov = _to_z(d, params)
+    ll = 0.0
+    for p in d.patterns:
+        factor = _factor(cov[np.ix_(p.obs, p.obs)])
+        if factor is None:
+            return -np.inf
+        ll += _pattern_loglik(p, mu[p.obs], factor)
+    return float(ll - d.log_jacobian)
+
+
 def _e_step(d: _Data, params):
     """Expected (T_1, T_2) in standardised units and ℓ, one factorisation per pattern."""
     mu, cov = _to_z(d, params)
@@ -235,19 +276,11 @@ def _e_step(d: _Data, params):
     ll = 0.0
     for p in d.patterns:
         o, m = p.obs, p.mis
-        try:
-            factor = np.linalg.cholesky(cov[np.ix_(o, o)])
-        except np.linalg.LinAlgError:
-            return None, -np.inf
-        diag = np.diag(factor)
-        if not np.all(np.isfinite(factor)) or np.any(diag <= 0):
+        factor = _factor(cov[np.ix_(o, o)])
+        if factor is None:
             return None, -np.inf
         mu_o = mu[o]
-        # Σ (z_o - μ_o)(z_o - μ_o)^T from the pattern's sums.
-        outer = np.outer(p.s1, mu_o)
-        resid = p.s2 - outer - outer.T + p.n * np.outer(mu_o, mu_o)
-        quad = np.trace(linalg.cho_solve((factor, True), resid))
-        ll -= 0.5 * (p.n * (o.size * _LOG_2PI + 2 * np.log(diag).sum()) + quad)
+        ll += _pattern_loglik(p, mu_o, factor)
         t1[o] += p.s1
         t2[np.ix_(o, o)] += p.s2
         if m.size:
@@ -272,10 +305,16 @@ def _m_step(d: _Data, expected):
     mu = t1 / d.n
     cov = t2 / d.n - np.outer(mu, mu)
     cov = (cov + cov.T) / 2
+    # The Cholesky factor of the correlation matrix has diagonal sqrt(1 - R_j^2), R_j^2 that
+    # of column j regressed on the columns before it; at 1 - R_j^2 <= _SINGULAR_EIGENVALUE
+    # the covariance is singular to working precision (the likelihood grows without bound).
+    sd = np.sqrt(np.maximum(np.diag(cov), np.finfo(float).tiny))
     try:
-        np.linalg.cholesky(cov)
+        factor = np.linalg.cholesky(cov / np.outer(sd, sd))
     except np.linalg.LinAlgError:
         raise _SingularCovariance from None
+    if not np.all(np.diag(factor) ** 2 > _SINGULAR_EIGENVALUE):
+        raise _SingularCovariance
     return _from_z(d, mu, cov)
 
 
@@ -338,7 +377,8 @@ class MVNMissingResult(EMResult):
 
         raveled = replace(
             model,
-            e_step=lambda prepared, params: model.e_step(prepared, square(params)),
+            # Only ℓ is needed: skip the expected statistics.
+            e_step=lambda prepared, params: (None, _loglik(prepared, square(params))),
             pack=lambda params: model.pack(square(params)),
             unpack=lambda theta: ravel(model.unpack(theta)),
         )
@@ -489,6 +529,9 @@ def fit(
         information is the right one; the expected information that treats the pattern
         of missingness as fixed is not (Kenward & Molenberghs 1998). With no missing
         values ``se["mean"]`` is :math:`\\sqrt{\\hat\\Sigma_{jj}/n}`.
+        The Hessian costs about :math:`2p^2` evaluations of ℓ, :math:`p = d + d(d+1)/2`
+        (p = 9 for d = 3, a fraction of a second; p = 44 for d = 8, about a minute on
+        10,000 rows with 200 missingness patterns), and is computed on first access.
 
     Raises
     ------
@@ -532,10 +575,6 @@ def fit(
         )
     except _SingularCovariance:
         raise ValueError(_singular_message(prepared)) from None
-    _, cov = _to_z(prepared, result.params)
-    sd = np.sqrt(np.diag(cov))
-    if np.linalg.eigvalsh(cov / np.outer(sd, sd))[0] < _SINGULAR_EIGENVALUE:
-        raise ValueError(_singular_message(prepared))
     return MVNMissingResult(**{f.name: getattr(result, f.name) for f in fields(EMResult)})
 
 

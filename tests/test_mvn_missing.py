@@ -369,3 +369,31 @@ def test_bad_statistics_are_rejected():
         mvn_missing.m_step(GOOD, {"n": 12, "sum_x": np.zeros(3), "sum_xx": np.eye(2)})
     with pytest.raises(ValueError, match="keys"):
         mvn_missing.m_step(GOOD, {"n": 12})
+
+
+def test_unbounded_likelihood_is_rejected_as_singular():
+    """Three complete rows on a line: Var(x1 | x0) -> 0 and ℓ -> ∞; no MLE exists."""
+    rng = np.random.default_rng(10)
+    x = np.array(
+        [[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]]
+        + [[v, np.nan] for v in rng.normal(size=20)]
+        + [[np.nan, v] for v in rng.normal(size=5)]
+    )
+    with pytest.raises(ValueError, match="too few complete-enough rows"):
+        mvn_missing.fit(x)
+
+
+@pytest.mark.parametrize("accelerate", [None, "squarem"])
+def test_nearly_collinear_columns_still_ascend(accelerate):
+    """1 - R² ≈ 1e-8: ℓ is computed row by row, so its rounding does not trip the guard."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(500, 2))
+    x = np.column_stack([z, z[:, 0] + z[:, 1] + 1e-4 * rng.normal(size=500)])
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x = x[~np.isnan(x).all(axis=1)]
+    result = mvn_missing.fit(x, accelerate=accelerate)
+    assert result.converged
+    convergence.check_monotone(result.loglik_history)
+    assert result.loglik == pytest.approx(
+        observed_loglik(x, result.params["mean"], result.params["cov"]), rel=1e-10
+    )
