@@ -171,14 +171,19 @@ def squarem_step(
 
 
 def jacobian(func: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Central finite-difference Jacobian of a vector function at ``x``."""
+    """Central finite-difference Jacobian of a vector function at ``x``.
+
+    An output that is infinite on both sides (a dispersion at its Poisson limit, say) has no
+    derivative: its entries are NaN, without numpy's "invalid value" warning.
+    """
     x = np.asarray(x, dtype=float)
     steps = difference_steps(x, order=1)
     columns = []
     for i, h in enumerate(steps):
         e = np.zeros_like(x)
         e[i] = h
-        columns.append((np.asarray(func(x + e)) - np.asarray(func(x - e))) / (2 * h))
+        with np.errstate(invalid="ignore"):
+            columns.append((np.asarray(func(x + e)) - np.asarray(func(x - e))) / (2 * h))
     return np.column_stack(columns)
 
 
