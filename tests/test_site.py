@@ -171,23 +171,7 @@ def test_every_internal_link_of_the_built_site_resolves(site):
     assert checked > 50, f"only {checked} internal links found"
 
 
-#: Chapters whose apparatus (issue 10) is still to be written: another engineer is editing them.
-APPARATUS_PENDING = {"04_moths", "06_zinb"}
-
-
-@pytest.mark.parametrize(
-    "chapter",
-    [
-        pytest.param(
-            c,
-            marks=pytest.mark.xfail(strict=True, reason="apparatus not yet written (issue 10)"),
-        )
-        if c.folder in APPARATUS_PENDING
-        else c
-        for c in CHAPTERS
-    ],
-    ids=lambda c: c.folder,
-)
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.folder)
 def test_chapter_apparatus(site, chapter):
     """A chapter states its prerequisites, cites the references page, and numbers its displays
     with \\tag{1}, \\tag{2}, ... in order (MathJax 2 on the site, MathJax 3 in JupyterLab)."""
