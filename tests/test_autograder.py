@@ -508,6 +508,15 @@ def test_a_killed_grader_leaves_no_kernel_behind(graded, tmp_path):
     assert not (_sandboxes() - before), "a sandbox kernel outlived its grader"
 
 
+def test_the_readme_says_what_to_do_about_every_flag():
+    from autograder.grade import FLAGS
+
+    lines = (REPO / "README.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| `")]
+    named = {flag for row in rows for flag in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert named == set(FLAGS), f"README's flag table: {sorted(named ^ set(FLAGS))}"
+
+
 _CLAIM = (
     "from autograder import sandbox; print(sandbox.claim_slot(), sandbox.claim_slot(), "
     "flush=True); input()"
