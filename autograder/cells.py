@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -90,6 +93,24 @@ def is_test(cell) -> bool:
 def is_answer(cell) -> bool:
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return bool(meta.get("solution")) and cell["cell_type"] == "code"
+
+
+def with_exercise(nb) -> Iterator[tuple[object, str, str | None]]:
+    """Each cell of ``nb`` with where it stands: ``(cell, heading, answer)``.
+
+    ``heading`` is the last markdown heading so far ("" before any), ``answer`` the grade_id of
+    the last answer cell since that heading (``None`` before one; an answer cell is its own).
+    The feedback's summary and the class report name a test by these two.
+    """
+    heading, answer = "", None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            found = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", cell.source, flags=re.M)
+            if found:
+                heading, answer = found[-1], None
+        if is_answer(cell):
+            answer = grade_id(cell)
+        yield cell, heading, answer
 
 
 def find(nb, grade_id_: str):

@@ -286,15 +286,9 @@ def cell_titles(release) -> dict[str, str]:
     from autograder import cells
 
     titles: dict[str, str] = {}
-    heading, answer = "", None
-    for cell in release.cells:
+    for cell, heading, answer in cells.with_exercise(release):
         gid = cells.grade_id(cell)
-        if cell.cell_type == "markdown":
-            found = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", cell.source, flags=re.M)
-            if found:
-                heading, answer = found[-1], None
         if cells.is_answer(cell):
-            answer = gid
             if cell.metadata.get("nbgrader", {}).get("grade"):  # a code answer graded by hand
                 titles[gid] = f"{heading or 'answer'}: answer {gid}"
         elif cells.is_test(cell) and gid:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,16 +57,9 @@ def _layout(course, assignment: str, results: list[dict]) -> list[Cell]:
             nb = nbformat.read(path, as_version=4)
         except Exception:  # a broken source notebook: fall back to the results' order
             return _layout(None, assignment, results)
-        heading, answer = "", None
-        for cell in nb.cells:
+        for cell, heading, answer in cells.with_exercise(nb):
             gid = cells.grade_id(cell)
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell.cell_type == "markdown":
-                found = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", cell.source, flags=re.M)
-                if found:
-                    heading, answer = found[-1], None
-            if cells.is_answer(cell):
-                answer = gid
             if not (gid and meta.get("grade")):
                 continue
             points = float(meta.get("points", 0))
