@@ -92,6 +92,20 @@ def remove_recorded_kernels(scratch: Path) -> None:
 UNOWNED_BOX_AGE = 3600
 
 
+def _try_lock(path: Path):
+    """``path`` opened and locked (exclusive ``flock``) for this process, or None if another
+    process holds it. The lock lasts while the returned file stays open."""
+    import fcntl
+
+    lock = open(path, "a")  # the caller keeps it open: the lock lasts as long
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
 def hold_box(box: Path):
     """Lock ``KERNELS/<box name>.lock`` for this process: the box is in use while it lives.
 
@@ -99,10 +113,9 @@ def hold_box(box: Path):
     a grader killed with SIGKILL (no clean-up code runs) releases it with its file
     descriptors, so :func:`sweep_stale_boxes` can tell its folders from live ones.
     """
-    import fcntl
-
-    lock = open(box.parent / f"{box.name}.lock", "a")
-    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock = _try_lock(box.parent / f"{box.name}.lock")
+    if lock is None:
+        raise BlockingIOError(f"{box} is already held by another process")
     return lock
 
 
@@ -113,7 +126,6 @@ def sweep_stale_boxes(min_age: float = 60.0) -> list[str]:
     pile up in ``/run`` (a tmpfs, so in memory). A box is made a moment before its lock is
     taken, so boxes younger than ``min_age`` seconds are left alone.
     """
-    import fcntl
     import time
 
     removed = []
@@ -124,11 +136,10 @@ def sweep_stale_boxes(min_age: float = 60.0) -> list[str]:
             continue
         lock_path = KERNELS / f"{box.name}.lock"
         if lock_path.exists():
-            with open(lock_path, "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # in use
+            lock = _try_lock(lock_path)
+            if lock is None:
+                continue  # in use
+            with lock:
                 shutil.rmtree(box, ignore_errors=True)
                 lock_path.unlink(missing_ok=True)
         elif time.time() - box.stat().st_mtime > UNOWNED_BOX_AGE:
@@ -137,12 +148,8 @@ def sweep_stale_boxes(min_age: float = 60.0) -> list[str]:
             continue
         removed.append(str(box))
     for lock_path in KERNELS.glob("kernel-*.lock"):  # a lock whose box is already gone
-        if not lock_path.with_suffix("").exists():
-            with open(lock_path, "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
+        if not lock_path.with_suffix("").exists() and (lock := _try_lock(lock_path)):
+            with lock:
                 lock_path.unlink(missing_ok=True)
     return removed
 
@@ -156,23 +163,15 @@ def claim_slot() -> int:
     until it exits: concurrent grading runs never share a user, and a killed process frees its
     slot with its file descriptors.
     """
-    import fcntl
-
     global _slot
     if _slot is not None and _slot[0] == os.getpid():  # a forked child must take its own
         return _slot[1]
     KERNELS.mkdir(mode=0o711, exist_ok=True)
     slot = 0
-    while True:
-        lock = open(KERNELS / f"slot-{slot}.lock", "a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            slot += 1
-            continue
-        _slot = (os.getpid(), slot, lock)
-        return slot
+    while (lock := _try_lock(KERNELS / f"slot-{slot}.lock")) is None:
+        slot += 1
+    _slot = (os.getpid(), slot, lock)
+    return slot
 
 
 def isolation_available() -> tuple[bool, str]:
