@@ -477,25 +477,22 @@ def test_interrupted_run_resumes_without_regrading_or_losing_grades(graded, tmp_
         assert row == graded["rows"][student]
 
 
-def _sandboxes() -> set[int]:
-    """PIDs of the sandbox launchers (``unshare``) running now."""
-    out = subprocess.run(["pgrep", "-f", "^unshare --mount"], capture_output=True, text=True)
-    return {int(pid) for pid in out.stdout.split()}
-
-
 @pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
 def test_a_killed_grader_leaves_no_kernel_behind(graded, tmp_path):
     """kill -9 of the grader and its workers (no clean-up code runs) still ends every kernel."""
+    from tests.processes import alive, descendants, sandboxes
+
     folder = tmp_path / "class"
     shutil.copytree(graded["folder"] / "slow_cells", folder / "slow_cells")
-    before = _sandboxes()
     cmd = [sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(tmp_path)]
     cmd += ["--course", str(TOY), "--jobs", "1", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=REPO)
+    # The grader's own sandboxes only: the other test worker may be grading at the same time.
     deadline = time.monotonic() + 90
-    while not (_sandboxes() - before) and time.monotonic() < deadline:
+    while not sandboxes(descendants(proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _sandboxes() - before, "no kernel started"
+    started = sandboxes(descendants(proc.pid))
+    assert started, "no kernel started"
     children = subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
@@ -503,9 +500,9 @@ def test_a_killed_grader_leaves_no_kernel_behind(graded, tmp_path):
         os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while (_sandboxes() - before) and time.monotonic() < deadline:
+    while alive(started) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not (_sandboxes() - before), "a sandbox kernel outlived its grader"
+    assert not alive(started), "a sandbox kernel outlived its grader"
 
 
 def test_the_readme_says_what_to_do_about_every_flag():

@@ -19,6 +19,7 @@ import pytest
 
 from autograder import REPO
 from autograder.grade import STATE, grade
+from tests.processes import alive, cmdline, descendants, sandboxes
 
 pytestmark = pytest.mark.slow
 
@@ -27,63 +28,16 @@ TOY = FIXTURES / "course"
 KERNEL_DIR = "/run/autograder-kernels/kernel-"
 
 
-def _children() -> dict[int, int]:
-    """``{pid: parent pid}`` of every process now."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found[int(stat.parent.name)] = int(fields[1])
-    return found
-
-
-def _descendants(pid: int) -> set[int]:
-    parents = _children()
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        kids = {c for c, pp in parents.items() if pp == p} - found
-        found |= kids
-        todo += kids
-    return found
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    except OSError:
-        return []
-
-
-def _alive(pids: set[int]) -> set[int]:
-    out = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.add(pid)
-    return out
-
-
 def _kernel_folders(pids: set[int], tmpdir: Path) -> set[str]:
     """Kernel folders named on the command lines of ``pids`` (isolated kernels: the box of
     isolate.sh) and those under ``tmpdir`` (kernels with resource limits only)."""
     boxes = {
         arg.rsplit("/", 1)[0]
         for pid in pids
-        for arg in _cmdline(pid)
+        for arg in cmdline(pid)
         if arg.startswith(KERNEL_DIR) and arg.endswith("/isolate.sh")
     }
     return boxes | {str(p) for p in tmpdir.glob("kernel-*")}
-
-
-def _sandboxes() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "^unshare --mount"], capture_output=True, text=True)
-    return {int(pid) for pid in out.stdout.split()}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -99,7 +53,6 @@ def test_a_signalled_run_leaves_nothing_behind_and_a_rerun_finishes(tmp_path, si
     cmd = [sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out)]
     cmd += ["--course", str(TOY), "--jobs", "1", "--quiet", "--timeout", "5"]
     cmd += ["--notebook-timeout", "12"]  # as the rerun below: the same settings
-    sandboxes_before = _sandboxes()
     proc = subprocess.Popen(
         cmd, cwd=REPO, env={**os.environ, "TMPDIR": str(tmpdir)}, stderr=subprocess.PIPE
     )
@@ -109,15 +62,15 @@ def test_a_signalled_run_leaves_nothing_behind_and_a_rerun_finishes(tmp_path, si
     boxes: set[str] = set()
     while time.monotonic() < deadline and proc.poll() is None:
         if first.is_file():  # the second student's slow cells are running now
-            tree = _descendants(proc.pid)
-            kernels = {p for p in tree if "ipykernel_launcher" in " ".join(_cmdline(p))}
+            tree = descendants(proc.pid)
+            kernels = {p for p in tree if "ipykernel_launcher" in " ".join(cmdline(p))}
             boxes = _kernel_folders(tree, tmpdir)
             if kernels and boxes:
                 break
         time.sleep(0.2)
     assert kernels and boxes, "no kernel of the second student started"
     time.sleep(1)  # well inside its slow cells
-    tree = _descendants(proc.pid)
+    tree = descendants(proc.pid)
     proc.send_signal(signum)  # to the grader alone, as `kill` or a service manager does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err.decode()[-2000:]
@@ -126,10 +79,11 @@ def test_a_signalled_run_leaves_nothing_behind_and_a_rerun_finishes(tmp_path, si
     # and the kernels talk over ipc sockets, so neither of nbgrader's warnings appears.
     assert b"No nbgrader_config.py" not in err and b"without encryption" not in err, err
     deadline = time.monotonic() + 10
-    while _alive(tree) and time.monotonic() < deadline:
+    while alive(tree) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(tree), "a worker or kernel outlived the grader"
-    assert not (_sandboxes() - sandboxes_before), "a sandbox (unshare) outlived the grader"
+    assert not alive(tree), "a worker or kernel outlived the grader"
+    # The grader's own sandboxes only: the other test worker may be grading at the same time.
+    assert not alive(sandboxes(tree)), "a sandbox (unshare) outlived the grader"
     assert not [b for b in boxes if os.path.exists(b)], "kernel folders left behind"
     assert not list(tmpdir.iterdir()), f"left in TMPDIR: {list(tmpdir.iterdir())}"
     done = {p.name: p.stat().st_mtime_ns for p in (out / STATE).glob("*.json")}
