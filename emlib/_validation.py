@@ -31,6 +31,42 @@ def as_observations(data, *, name: str = "data") -> np.ndarray:
     return x
 
 
+def as_matrix(data, *, name: str = "data", allow_nan: bool = False) -> np.ndarray:
+    """Return ``data`` as an (n, d) float array with n, d >= 1, or raise ValueError.
+
+    Every entry must be finite; with ``allow_nan`` NaN is allowed too (it marks a missing
+    value) and only infinities are rejected. The messages name the first bad cell.
+    """
+    missing = " (NaN for missing values)" if allow_nan else ""
+    try:
+        x = np.asarray(data, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{name} must be numeric{missing}; could not convert it to numbers ({err})"
+        ) from err
+    if x.ndim != 2:
+        hint = " (for one variable use X.reshape(-1, 1))" if x.ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n, d), one row per observation and one "
+            f"column per variable{missing}; got an array of shape {x.shape}{hint}"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty: got shape {x.shape}; need n >= 1 rows, d >= 1 columns")
+    bad = np.isinf(x) if allow_nan else ~np.isfinite(x)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        if allow_nan:
+            raise ValueError(
+                f"{name} contains {int(bad.sum())} infinite value(s), the first at row {i}, "
+                f"column {j}; missing values must be NaN"
+            )
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} NaN or infinite value(s); the first is "
+            f"{x[i, j]} at row {i}, column {j}"
+        )
+    return x
+
+
 def as_counts(data, *, name: str = "data", shape=None) -> np.ndarray:
     """Return `data` as a 1-D int64 array of non-negative whole numbers, or raise ValueError."""
     if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:

@@ -67,6 +67,13 @@ class EMModel:
         than relative terms (a number or one per coordinate; default 1). Giving the data's
         units here (e.g. sd(x) for the means and sds of a normal mixture) makes the number
         of iterations independent of those units.
+    loglik_only : callable, optional
+        ``loglik_only(prepared, params) -> float``: ℓ alone, for models where that costs
+        less than a whole E-step (the standard errors evaluate ℓ about ``2 p²`` times and
+        need no expected statistics). Default: the E-step's second output.
+    symmetric : tuple of str
+        Names of parameters that are symmetric matrices (or stacks of them, symmetric in
+        the last two axes): :meth:`EMResult.summary` lists only their lower triangle.
     """
 
     name: str
@@ -77,8 +84,12 @@ class EMModel:
     in_domain: Callable[[np.ndarray], bool]
     finalize: Callable[[Params], Params] = _identity
     scale: Callable[[Any], Any] | None = None
+    loglik_only: Callable[[Any, Params], float] | None = None
+    symmetric: tuple[str, ...] = ()
 
     def loglik(self, prepared, params: Params) -> float:
+        if self.loglik_only is not None:
+            return self.loglik_only(prepared, params)
         return self.e_step(prepared, params)[1]
 
     def em_map(self, prepared) -> Callable[[np.ndarray], np.ndarray]:
@@ -108,7 +119,8 @@ class EMResult:
     Attributes
     ----------
     params : dict
-        Parameter name -> float or 1-D array, in the model's documented form.
+        Parameter name -> float or array (of any shape: vectors, matrices, stacks of
+        matrices), in the model's documented form.
     loglik : float
         Observed-data log-likelihood at ``params``, with every constant included.
     n_iter : int
@@ -123,7 +135,8 @@ class EMResult:
     param_history : list of dict
         The parameters at the same points as ``loglik_history``.
     se : dict
-        Standard errors from the observed information (computed on first access).
+        Standard errors from the observed information (computed on first access), each
+        of the shape of its parameter.
     n_iter_total : int
         EM-map evaluations over every start (the work done; ``n_iter`` counts the winner).
     error_bound : float
@@ -156,31 +169,45 @@ class EMResult:
         """Standard errors from the inverse of the observed information.
 
         The observed information :math:`-\\nabla^2 \\ell(\\hat\\theta)` is computed by central
-        finite differences in the free coordinates; standard errors of the remaining
-        parameters (e.g. the last mixing weight) follow by the delta method.
+        finite differences in the free (packed) coordinates :math:`\\eta`; the standard
+        error of every entry :math:`g_m(\\eta)` of every parameter (matrices raveled in C
+        order, e.g. a covariance entry or a transition probability) follows by the delta
+        method, :math:`\\operatorname{se}(g_m) = \\sqrt{(J I^{-1} J^\\top)_{mm}}` with
+        :math:`J = \\partial g / \\partial \\eta`. Each standard error has the shape of its
+        parameter.
         """
         return _standard_errors(self._model, self._prepared, self.params)
 
     def summary(self) -> str:
-        """A short text table of estimates and standard errors."""
+        """A short text table of estimates and standard errors.
+
+        One row per entry: ``name`` for a scalar, ``name[i]`` for a vector, ``name[i,j]``
+        for a matrix (``name[j,a,b]`` for a stack of matrices); of a symmetric matrix
+        (:attr:`EMModel.symmetric`) only the lower triangle.
+        """
+        se = self.se
+        rows = []
+        for name, value in self.params.items():
+            values, errors = np.asarray(value, dtype=float), np.asarray(se[name], dtype=float)
+            for index in np.ndindex(values.shape):
+                if name in self._model.symmetric and index[-1] > index[-2]:
+                    continue
+                label = f"{name}[{','.join(str(i) for i in index)}]" if index else name
+                rows.append((label, values[index], errors[index]))
+        width = max([14] + [len(label) + 2 for label, _, _ in rows])
         lines = [
             f"EM fit of {self._model.name}: log-likelihood {self.loglik:.6f}, "
             f"{self.n_iter} EM-map evaluations, "
             + ("converged" if self.converged else "NOT converged"),
-            f"{'parameter':<14}{'estimate':>14}{'std. error':>14}",
+            f"{'parameter':<{width}}{'estimate':>14}{'std. error':>14}",
         ]
-        se = self.se
-        for name, value in self.params.items():
-            values = np.atleast_1d(value)
-            errors = np.atleast_1d(se[name])
-            for i, (v, e) in enumerate(zip(values, errors, strict=True)):
-                label = name if values.size == 1 and np.ndim(value) == 0 else f"{name}[{i}]"
-                lines.append(f"{label:<14}{v:>14.6g}{e:>14.4g}")
+        lines += [f"{label:<{width}}{v:>14.6g}{e:>14.4g}" for label, v, e in rows]
         return "\n".join(lines)
 
 
 def _flatten(params: Params) -> np.ndarray:
-    return np.concatenate([np.atleast_1d(np.asarray(v, dtype=float)) for v in params.values()])
+    """Every parameter's entries in one vector (matrices raveled in C order)."""
+    return np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in params.values()])
 
 
 def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
@@ -246,7 +273,7 @@ def _standard_errors(model: EMModel, prepared, params: Params) -> Params:
     for name, value in params.items():
         size = np.size(value)
         chunk = flat_se[start : start + size]
-        out[name] = float(chunk[0]) if np.ndim(value) == 0 else chunk.copy()
+        out[name] = float(chunk[0]) if np.ndim(value) == 0 else chunk.reshape(np.shape(value))
         start += size
     return out
 

@@ -64,7 +64,7 @@ from functools import cached_property
 import numpy as np
 from scipy.linalg import lapack
 
-from emlib import _mixture, _warnings, em
+from emlib import _mixture, _validation, _warnings, em
 from emlib._validation import check_init_keys, check_weights
 from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult
 
@@ -126,29 +126,7 @@ class _Data:
 
 def as_matrix(data) -> np.ndarray:
     """Return ``data`` as a finite (n, d) float array with n, d >= 1, or raise ValueError."""
-    name = "gaussian mixture data"
-    try:
-        X = np.asarray(data, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{name} must be numeric; could not convert it to numbers ({err})"
-        ) from err
-    if X.ndim != 2:
-        hint = " (for one variable use X.reshape(-1, 1))" if X.ndim == 1 else ""
-        raise ValueError(
-            f"{name} must be a 2-D array of shape (n, d), one observation per row; got an "
-            f"array of shape {X.shape}{hint}"
-        )
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{name} is empty: got shape {X.shape}; need n >= 1 rows, d >= 1 columns")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite value(s); the first is "
-            f"{X[i, j]} at row {i}, column {j}"
-        )
-    return X
+    return _validation.as_matrix(data, name="gaussian mixture data")
 
 
 def _prepare(data, *, require_spread: bool = False) -> _Data:
@@ -474,31 +452,6 @@ def _make_model(k: int, dim: int) -> EMModel:
     )
 
 
-def _flat(params) -> dict:
-    return {name: np.ravel(params[name]) for name in PARAM_NAMES}
-
-
-def _make_flat_model(k: int, dim: int) -> EMModel:
-    """The same model with every parameter as a 1-D array, the form the driver's standard
-    errors (:func:`emlib.em._standard_errors`) handle."""
-
-    def shaped(flat):
-        return {
-            "weights": flat["weights"],
-            "means": flat["means"].reshape(k, dim),
-            "covariances": flat["covariances"].reshape(k, dim, dim),
-        }
-
-    return EMModel(
-        name="gaussian_mixture",
-        e_step=lambda d, params: _e_step(d, shaped(params)),
-        m_step=lambda d, expected: _flat(_m_step(d, expected)),
-        pack=lambda params: _pack(shaped(params)),
-        unpack=lambda v: _flat(_unpack_kd(v, k, dim)),
-        in_domain=lambda v: _in_domain_kd(v, k, dim),
-    )
-
-
 # ---------------------------------------------------------------------------------------
 # Result
 # ---------------------------------------------------------------------------------------
@@ -506,7 +459,7 @@ def _make_flat_model(k: int, dim: int) -> EMModel:
 
 @dataclass
 class GaussianMixtureResult(EMResult):
-    """An :class:`~emlib.em.EMResult` with 2-D and 3-D parameters and the collapse flag.
+    """An :class:`~emlib.em.EMResult` with the collapse flag.
 
     Attributes
     ----------
@@ -516,39 +469,6 @@ class GaussianMixtureResult(EMResult):
     """
 
     collapsed: tuple = field(default=())
-
-    @cached_property
-    def se(self) -> dict:
-        """Standard errors from the observed information, by the driver's finite differences.
-
-        The Hessian of ℓ is taken by central differences in the packed coordinates
-        (log-weight ratios, means, Cholesky factors with log-diagonal) and mapped to the
-        weights, means and covariance entries by the delta method; it costs about
-        ``2 p²`` log-likelihood evaluations for ``p = k - 1 + k d + k d (d + 1) / 2`` free
-        coordinates, so it is meant for small d and k.
-        """
-        k, dim = self.params["means"].shape
-        flat = em._standard_errors(_make_flat_model(k, dim), self._prepared, _flat(self.params))
-        return {
-            "weights": np.asarray(flat["weights"]).reshape(k),
-            "means": np.asarray(flat["means"]).reshape(k, dim),
-            "covariances": np.asarray(flat["covariances"]).reshape(k, dim, dim),
-        }
-
-    def summary(self) -> str:
-        """A short text table of estimates and standard errors."""
-        lines = [
-            f"EM fit of gaussian_mixture: log-likelihood {self.loglik:.6f}, "
-            f"{self.n_iter} EM-map evaluations, "
-            + ("converged" if self.converged else "NOT converged"),
-            f"{'parameter':<22}{'estimate':>14}{'std. error':>14}",
-        ]
-        se = self.se
-        for name, value in self.params.items():
-            for index in np.ndindex(np.shape(value)):
-                label = f"{name}[{','.join(str(i) for i in index)}]"
-                lines.append(f"{label:<22}{value[index]:>14.6g}{se[name][index]:>14.4g}")
-        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------

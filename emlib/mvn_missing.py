@@ -52,14 +52,12 @@ NaN for the missing values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from functools import cached_property
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
 
-from emlib import em
-from emlib._validation import check_init_keys
+from emlib._validation import as_matrix, check_init_keys
 from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
 
 PARAM_NAMES = ("mean", "cov")
@@ -107,33 +105,8 @@ def _rows(indices: np.ndarray) -> str:
     return str(shown)[:-1] + (", ...]" if indices.size > _SHOW else "]")
 
 
-def _as_matrix(data) -> np.ndarray:
-    try:
-        x = np.array(data, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"mvn_missing data must be numeric (NaN for missing); could not convert ({err})"
-        ) from err
-    if x.ndim != 2:
-        raise ValueError(
-            "mvn_missing data must be a 2-D array, one row per observation and one column "
-            f"per variable (NaN for missing values); got an array of shape {x.shape}"
-        )
-    n, d = x.shape
-    if n == 0 or d == 0:
-        raise ValueError(f"mvn_missing data is empty (shape {x.shape})")
-    infinite = np.isinf(x)
-    if infinite.any():
-        i, j = np.argwhere(infinite)[0]
-        raise ValueError(
-            f"mvn_missing data contains {int(infinite.sum())} infinite value(s), the first "
-            f"at row {i}, column {j}; missing values must be NaN"
-        )
-    return x
-
-
 def _prepare(data) -> _Data:
-    x = _as_matrix(data)
+    x = as_matrix(data, name="mvn_missing data", allow_nan=True)
     n, d = x.shape
     observed = ~np.isnan(x)
     empty_rows = np.flatnonzero(~observed.any(axis=1))
@@ -345,63 +318,9 @@ def _model(d: _Data) -> EMModel:
         pack=pack,
         unpack=unpack,
         in_domain=in_domain,
+        loglik_only=_loglik,
+        symmetric=("cov",),
     )
-
-
-@dataclass
-class MVNMissingResult(EMResult):
-    """An :class:`~emlib.em.EMResult` whose standard errors keep the shape of ``cov``.
-
-    ``se["mean"]`` has shape (d,) and ``se["cov"]`` shape (d, d) (symmetric); see
-    :func:`fit`. :meth:`summary` lists the mean and the lower triangle of the covariance.
-    """
-
-    @cached_property
-    def se(self) -> dict:
-        """Standard errors from the inverse of the observed information.
-
-        The observed information is the central finite-difference Hessian of ℓ in the
-        packed coordinates; the standard errors of ``mean`` and ``cov`` follow by the
-        delta method.
-        """
-        # The driver flattens each parameter with np.atleast_1d, which keeps cov 2-D; so
-        # its standard errors are computed on a view of the model with cov raveled.
-        d = self.params["mean"].size
-        model = self._model
-
-        def square(params):
-            return {"mean": params["mean"], "cov": np.reshape(params["cov"], (d, d))}
-
-        def ravel(params):
-            return {"mean": params["mean"], "cov": np.ravel(params["cov"])}
-
-        raveled = replace(
-            model,
-            # Only ℓ is needed: skip the expected statistics.
-            e_step=lambda prepared, params: (None, _loglik(prepared, square(params))),
-            pack=lambda params: model.pack(square(params)),
-            unpack=lambda theta: ravel(model.unpack(theta)),
-        )
-        flat = em._standard_errors(raveled, self._prepared, ravel(self.params))
-        return {"mean": flat["mean"], "cov": np.reshape(flat["cov"], (d, d))}
-
-    def summary(self) -> str:
-        """A short text table of estimates and standard errors."""
-        lines = [
-            f"EM fit of mvn_missing: log-likelihood {self.loglik:.6f}, "
-            f"{self.n_iter} EM-map evaluations, "
-            + ("converged" if self.converged else "NOT converged"),
-            f"{'parameter':<14}{'estimate':>14}{'std. error':>14}",
-        ]
-        se = self.se
-        mean, cov = self.params["mean"], self.params["cov"]
-        for i, v in enumerate(mean):
-            lines.append(f"{f'mean[{i}]':<14}{v:>14.6g}{se['mean'][i]:>14.4g}")
-        for i in range(mean.size):
-            for j in range(i + 1):
-                label = f"cov[{i},{j}]"
-                lines.append(f"{label:<14}{cov[i, j]:>14.6g}{se['cov'][i, j]:>14.4g}")
-        return "\n".join(lines)
 
 
 def e_step(data, params) -> dict:
@@ -505,7 +424,7 @@ def fit(
     max_iter: int = DEFAULT_MAX_ITER,
     accelerate: str | None = DEFAULT_ACCELERATE,
     xtol: float | None = None,
-) -> MVNMissingResult:
+) -> EMResult:
     """Maximum-likelihood mean and covariance of a multivariate normal by EM.
 
     Parameters
@@ -521,8 +440,8 @@ def fit(
 
     Returns
     -------
-    MVNMissingResult
-        An :class:`~emlib.em.EMResult`; ``params`` is ``{"mean": (d,), "cov": (d, d)}``.
+    EMResult
+        ``params`` is ``{"mean": (d,), "cov": (d, d)}``.
         ``se`` holds standard errors from the inverse of the *observed* information (the
         finite-difference Hessian of ℓ, through the delta method): ``se["mean"]`` of
         shape (d,) and ``se["cov"]`` of shape (d, d), symmetric. Under MAR the observed
@@ -575,7 +494,7 @@ def fit(
         )
     except _SingularCovariance:
         raise ValueError(_singular_message(prepared)) from None
-    return MVNMissingResult(**{f.name: getattr(result, f.name) for f in fields(EMResult)})
+    return result
 
 
 def _singular_message(d: _Data) -> str:
