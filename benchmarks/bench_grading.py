@@ -62,15 +62,26 @@ def build_class(root: Path, chapters: list[str], students: int) -> Path:
     return folder
 
 
-def _execute(path: str) -> float:
+def _execute(path: str) -> tuple[float, str | None]:
+    """Run one notebook with nbclient at the grader's per-cell limit (60 s).
+
+    Returns the wall time and, if the run stopped early, why: nbclient stops a notebook at
+    its first cell over the limit (the grader would go on with the next cells), so a timed-out
+    notebook costs the floor its 60 s and no more.
+    """
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     start = time.perf_counter()
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(
+    client = NotebookClient(
         nb, timeout=60, allow_errors=True, resources={"metadata": {"path": str(Path(path).parent)}}
-    ).execute()
-    return time.perf_counter() - start
+    )
+    try:
+        client.execute()
+    except (CellTimeoutError, DeadKernelError) as error:
+        return time.perf_counter() - start, type(error).__name__
+    return time.perf_counter() - start, None
 
 
 def main() -> None:
@@ -92,6 +103,7 @@ def main() -> None:
         start = time.perf_counter()
         results = grade(folder, root / "out", course=root / "course", jobs=args.jobs)
         graded = time.perf_counter() - start
+        print(f"graded {n} submissions in {graded:.1f} s; now the floor", flush=True)
 
         # The floor: the same notebooks run by nbclient alone, from the solution folders (for
         # their data files), with as many processes.
@@ -104,8 +116,9 @@ def main() -> None:
             copies.append(str(dest / Path(path).name))
         start = time.perf_counter()
         with ProcessPoolExecutor(args.jobs) as pool:
-            list(pool.map(_execute, copies))
+            runs = list(pool.map(_execute, copies))
         floor = time.perf_counter() - start
+        stopped = [Path(copies[i]).name for i, (_, why) in enumerate(runs) if why]
 
     check(len(results) == n, f"every submission graded ({len(results)} of {n})")
     check(
@@ -116,6 +129,8 @@ def main() -> None:
         f"{n} submissions ({args.students} students x {len(chapters)} chapters), jobs={args.jobs}"
     )
     print(f"grading: {graded:.1f} s; nbclient alone: {floor:.1f} s")
+    if stopped:
+        print(f"nbclient stopped {len(stopped)} notebook(s) at a cell over 60 s: {stopped}")
     print(f"submissions per minute: {60 * n / graded:.1f}")
     goal_line("grading / nbclient", f"{ratio:.2f}", "<= 1.5", ratio <= 1.5)
     finish()
