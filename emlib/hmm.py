@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaln, xlogy
@@ -103,6 +103,9 @@ class _Data:
     start_mask: np.ndarray  # (L, B): the first observation of a sequence
     forward_restarts: list  # per step l, the blocks where a sequence starts (or None)
     backward_restarts: list  # the same for the ends, in reversed time
+    #: The last E-step's parameters and expected visits per state, so that the checks
+    #: after a fit need not run forward-backward again.
+    last_visits: dict = field(default_factory=dict)
 
     @property
     def T(self) -> int:
@@ -306,17 +309,22 @@ def _scan(E: np.ndarray, rows: list, M: np.ndarray, v0: np.ndarray, *, before: b
     # Sums over states as products with a vector of ones: a BLAS call beats a reduction
     # along an axis of length K.
     ones, ones2 = np.ones(K), np.ones(K * K)
-    # (1) Each block's product of step matrices (restarts included), renormalised.
+    # (1) Each block's product of step matrices (restarts included), renormalised; two
+    # buffers written in place, as the loop runs L times.
     P = np.broadcast_to(np.eye(K), (B, K, K)).copy()
-    flat = P.reshape(B * K, K)
+    spare = np.empty_like(P)
+    scale = np.empty(B)
     for step in range(L):
-        nxt = (flat @ M).reshape(B, K, K)
+        nxt = spare
+        np.matmul(P.reshape(B * K, K), M, out=nxt.reshape(B * K, K))
         r = rows[step]
         if r is not None:
             nxt[r] = P[r].sum(axis=2, keepdims=True) * v0[None, None, :]
         nxt *= E[step][:, None, :]
-        nxt *= (1.0 / (nxt.reshape(B, K * K) @ ones2))[:, None, None]
-        P, flat = nxt, nxt.reshape(B * K, K)
+        np.matmul(nxt.reshape(B, K * K), ones2, out=scale)
+        np.divide(1.0, scale, out=scale)
+        nxt *= scale[:, None, None]
+        P, spare = nxt, P
     # (2) The normalised vector just before each block's first step.
     start = np.empty((B, K))
     a = np.full(K, 1.0 / K)
@@ -324,25 +332,24 @@ def _scan(E: np.ndarray, rows: list, M: np.ndarray, v0: np.ndarray, *, before: b
         start[b] = a
         a = a @ P[b]
         a /= a.sum()
-    # (3) The recursion inside every block at once.
+    # (3) The recursion inside every block at once, written into the output in place.
     out = np.empty((L, B, K))
     norm = np.empty((L, B))
+    work = np.empty((2, B, K))
     a = start
     with np.errstate(invalid="ignore", divide="ignore"):
         for step in range(L):
-            nxt = a @ M
+            cur = out[step] if not before else work[step % 2]
+            pre = out[step] if before else cur
+            np.matmul(a, M, out=pre)
             r = rows[step]
             if r is not None:
-                nxt[r] = v0
-            if before:
-                out[step] = nxt
-            nxt *= E[step]
-            c = nxt @ ones
-            nxt *= (1.0 / c)[:, None]
-            if not before:
-                out[step] = nxt
-            norm[step] = c
-            a = nxt
+                pre[r] = v0
+            np.multiply(pre, E[step], out=cur)
+            c = norm[step]
+            np.matmul(cur, ones, out=c)
+            cur /= c[:, None]
+            a = cur
     return out, norm
 
 
@@ -483,7 +490,13 @@ def _e_step(d: _Data, params):
     }
     if d.emission == "gaussian":
         stats["s2"] = (y * y) @ flat
+    d.last_visits.clear()
+    d.last_visits[_key(_sort(params))] = _sort({**params, "visits": stats["n"]})["visits"]
     return stats, ll
+
+
+def _key(params) -> bytes:
+    return b"".join(np.asarray(v, dtype=float).tobytes() for v in params.values())
 
 
 def _m_step(d: _Data, stats) -> dict:
@@ -809,10 +822,12 @@ def _start_on_floor(d: _Data, params: dict) -> dict:
 
 
 def _warn_degenerate(d: _Data, params: dict) -> None:
-    expected, _ = _forward_backward(d, params)
-    if expected is None:
-        return
-    visits = expected["gamma"].reshape(-1, expected["gamma"].shape[-1]).sum(axis=0)
+    visits = d.last_visits.get(_key(params))
+    if visits is None:  # the best start was not the last one run
+        expected, _ = _forward_backward(d, params)
+        if expected is None:
+            return
+        visits = expected["gamma"].reshape(-1, expected["gamma"].shape[-1]).sum(axis=0)
     empty = np.flatnonzero(visits < _EMPTY * d.T)
     if empty.size:
         _warnings.warn(
