@@ -28,14 +28,17 @@ emission parameters are :math:`\\gamma`-weighted means (and variances) of the da
 The forward recursion is a running product of the K × K matrices :math:`M_t = A D_t`, and
 matrix products associate, so the series is cut into B blocks of L ≈ √T steps: (1) the
 product of each block's matrices, all blocks at once (a loop over L with NumPy operations
-across the B blocks); (2) a loop over the B blocks carrying :math:`\\hat\\alpha` from one
-block's start to the next through those products; (3) the recursion inside every block
-at once from its now known start (a loop over L again). Every vector and every partial
-product is renormalised as it is formed (their entries are non-negative, so nothing
-cancels and nothing under- or overflows), and the scaling constants of step (3) are those
-of the plain sequential recursion. The backward recursion is the same scan run backwards
-with :math:`A^\\top`, and Viterbi decoding the same scan in the (max, +) semiring. About
-2L + B ≈ 3√T Python-level steps instead of T.
+across the B blocks); (2) the vector entering each block, from the prefix products of
+those block maps (by doubling, log₂ B batched products); (3) the recursion inside every
+block at once from its now known start (a loop over L again). The backward recursion is
+the same with steps (2) and (3) run from the end; its block maps come from the same
+products of step (1), :math:`D_f A D_{f+1} \\cdots A D_l` serving both directions. About
+3L + 2 log₂ B Python-level steps instead of 2T. Every array is state-major, (K, L, B):
+each NumPy operation runs over contiguous rows of length B (or T). The vectors and
+products are non-negative, so nothing cancels; they are renormalised every few steps,
+as many as keep them above underflow given the smallest entry of A (every step if it is
+0), and the normalisers multiply to the plain recursion's :math:`\\prod_t c_t`. Viterbi
+decoding is the same scan in the (max, +) semiring.
 
 Several sequences are concatenated; where a new one begins the transition :math:`A` is
 replaced by the restart :math:`\\mathbf 1 \\pi^\\top`, so ℓ is the sum of the sequences'
@@ -49,7 +52,6 @@ with ``lengths`` as in hmmlearn.
 
 from __future__ import annotations
 
-import functools
 import numbers
 from dataclasses import dataclass, field
 
@@ -99,10 +101,12 @@ class _Data:
     L: int
     B: int
     y_blocks: np.ndarray  # (L, B), padded with 0
-    log_factorials: np.ndarray | None  # log y!, (L, B) (Poisson)
+    centred: np.ndarray  # y - shift, (L·B,) in the blocked order, 0 on the padding
+    log_const: float  # the log-density terms common to all states, summed over t
     start_mask: np.ndarray  # (L, B): the first observation of a sequence
     forward_restarts: list  # per step l, the blocks where a sequence starts (or None)
-    backward_restarts: list  # the same for the ends, in reversed time
+    end_rows: list  # the same for the last observation of a sequence
+    product_restarts: list  # the starts and the padding's first step (block products)
     #: The last E-step's parameters and expected visits per state, so that the checks
     #: after a fit need not run forward-backward again.
     last_visits: dict = field(default_factory=dict)
@@ -124,8 +128,8 @@ class _Data:
         return np.ascontiguousarray(out.reshape(self.B, self.L).T)
 
     def unblocked(self, x: np.ndarray) -> np.ndarray:
-        """(L, B, ...) -> (T, ...)."""
-        return np.swapaxes(x, 0, 1).reshape(self.B * self.L, *x.shape[2:])[: self.T]
+        """State-major (K, L, B) -> (T, K)."""
+        return x.transpose(2, 1, 0).reshape(self.B * self.L, x.shape[0])[: self.T]
 
 
 def _split(data, lengths) -> list:
@@ -179,6 +183,11 @@ def _prepare(data, emission: str, lengths=None) -> _Data:
     L, B = _layout(y.size)
     start_mask = np.zeros(B * L, dtype=bool)
     start_mask[starts] = True
+    padding = np.arange(y.size, min(y.size + 1, B * L))
+    if emission == "poisson":
+        log_const = -float(gammaln(y + 1.0).sum())
+    else:
+        log_const = -0.5 * _LOG_2PI * y.size
     d = _Data(
         y=y,
         emission=emission,
@@ -189,15 +198,16 @@ def _prepare(data, emission: str, lengths=None) -> _Data:
         L=L,
         B=B,
         y_blocks=np.empty(0),
-        log_factorials=None,
+        centred=np.empty(0),
+        log_const=log_const,
         start_mask=start_mask.reshape(B, L).T.copy(),
         forward_restarts=_restart_rows(starts, L, B),
-        backward_restarts=_restart_rows(B * L - 1 - ends, L, B),
+        end_rows=_restart_rows(ends, L, B),
+        product_restarts=_restart_rows(np.concatenate([starts, padding]), L, B),
     )
     # Filled in after: blocked() needs the layout.
     object.__setattr__(d, "y_blocks", d.blocked(y))
-    if emission == "poisson":
-        object.__setattr__(d, "log_factorials", d.blocked(gammaln(y + 1.0)))
+    object.__setattr__(d, "centred", d.blocked(y - d.shift).ravel())
     return d
 
 
@@ -245,35 +255,52 @@ def _check_params(params, emission: str, k: int | None = None) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
-def _log_emission(d: _Data, params) -> np.ndarray:
-    """log f_j(y_t) in the blocked layout (L, B, K); 0 on the padding."""
-    y = d.y_blocks[:, :, None]
+def _log_emission(d: _Data, params, *, full: bool = False) -> np.ndarray:
+    """log f_j(y_t) up to a term common to all states, state-major (K, L, B); 0 on the padding.
+
+    The common term, -log y_t! (Poisson) or -log(2π)/2 (Gaussian), cancels where the
+    densities are scaled to a maximum of 1 at each t; its total is ``d.log_const``. With
+    ``full`` it is included (Viterbi's log joint needs every term).
+    """
+    y = d.y_blocks
+    k = params["transmat"].shape[0]
+    out = np.empty((k, d.L, d.B))
     if d.emission == "poisson":
         lam = params["rates"]
-        if np.all(lam > 0):
+        log_lam = np.log(lam) if np.all(lam > 0) else None
+        for j in range(k):
             # y log λ by a product: scipy's xlogy (0 log 0 = 0) costs 5x more.
-            out = y * np.log(lam)
-        else:
-            out = xlogy(y, lam)
-        out -= lam
-        out -= d.log_factorials[:, :, None]
+            if log_lam is not None:
+                np.multiply(y, log_lam[j], out=out[j])
+            else:
+                out[j] = xlogy(y, lam[j])
+            out[j] -= lam[j]
+        if full:
+            out -= gammaln(y + 1.0)
     else:
-        var = params["variances"]
-        out = y - params["means"]
-        out *= out
-        out *= -0.5 / var
-        out -= 0.5 * (_LOG_2PI + np.log(var))
+        mean, var = params["means"], params["variances"]
+        # -(y - μ)²/(2σ²) - log(σ²)/2, one state's row at a time (contiguous passes): the
+        # difference first, so that nothing cancels as in a quadratic y² a + y b + c.
+        scale = np.sqrt(0.5 / var)
+        half_log_var = 0.5 * np.log(var) + (0.5 * _LOG_2PI if full else 0.0)
+        for j in range(k):
+            row = out[j]
+            np.subtract(y, mean[j], out=row)
+            row *= scale[j]
+            np.square(row, out=row)
+            np.subtract(-half_log_var[j], row, out=row)
     l_, b = d.last
-    out[l_ + 1 :, b] = 0.0
+    out[:, l_ + 1 :, b] = 0.0
     return out
 
 
 def _max_over_states(x: np.ndarray) -> np.ndarray:
-    # Elementwise maxima of K slices: a reduction along an axis of length K is ~6x slower.
-    # (a copy even for K = 1: the caller subtracts the result from x in place)
-    return functools.reduce(
-        np.maximum, [x[..., j] for j in range(1, x.shape[-1])], x[..., 0].copy()
-    )
+    # Elementwise maxima of the K state rows (each contiguous), a copy even for K = 1: the
+    # caller subtracts the result from x in place.
+    top = x[0].copy()
+    for j in range(1, x.shape[0]):
+        np.maximum(top, x[j], out=top)
+    return top
 
 
 # ---------------------------------------------------------------------------------------
@@ -292,112 +319,247 @@ def _restart_rows(restart: np.ndarray, L: int, B: int) -> list:
     mask = np.zeros(B * L, dtype=bool)
     mask[restart] = True
     mask = mask.reshape(B, L).T
-    return [np.flatnonzero(row) if row.any() else None for row in mask]
+    rows = [None] * L
+    for l_ in np.flatnonzero(mask.any(axis=1)):
+        rows[l_] = np.flatnonzero(mask[l_])
+    return rows
 
 
-def _scan(E: np.ndarray, rows: list, M: np.ndarray, v0: np.ndarray, *, before: bool = False):
-    """The scaled recursion a_t = normalise((a_{t-1} M) * e_t) over all t, blocked.
+#: Most steps between two renormalisations of the scans' vectors and products.
+_MAX_EVERY = 16
 
-    ``E`` (L, B, K) holds the emission factors e_t in the blocked layout; at step l of the
-    blocks ``rows[l]`` the chain starts afresh, a_t = normalise(v0 * e_t) (the restart
-    matrix 1 v0ᵀ applied to a normalised a_{t-1}). The first observation must be such a
-    restart. Returns the vectors (L, B, K): the normalised a_t, or with ``before`` the
-    vector a_{t-1} M before the emission factor; and the normalisers c_t (L, B), those of
-    the plain sequential recursion.
+
+def _every(A: np.ndarray) -> int:
+    """Steps between renormalisations that keep every scan vector above about 1e-250.
+
+    With the emission factors scaled to a maximum of 1 at each t, a step multiplies the
+    total of a forward vector (or of a row of a block product) by a factor in [g, 1], g
+    the smallest entry of A: (a A)_j* >= g Σ a where e_t(j*) = 1, and the rows of A sum
+    to 1. A backward step multiplies it by a factor in [g, K] (the columns of A sum to at
+    most K). So n steps keep it in [g^n / K, K^n]; g = 0 gives n = 1, every step.
     """
-    L, B, K = E.shape
-    # Sums over states as products with a vector of ones: a BLAS call beats a reduction
-    # along an axis of length K.
-    ones, ones2 = np.ones(K), np.ones(K * K)
-    # (1) Each block's product of step matrices (restarts included), renormalised; two
-    # buffers written in place, as the loop runs L times.
-    P = np.broadcast_to(np.eye(K), (B, K, K)).copy()
+    g = float(A.min())
+    if not g > 0:
+        return 1
+    return int(np.clip(250.0 // max(-np.log10(g), 1.0), 1, _MAX_EVERY))
+
+
+def _block_products(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, every: int):
+    """R_b = D_f G_{f+1} D_{f+1} ··· G_l D_l for each block b (times f = bL to l = f + L - 1).
+
+    D_t = diag(e_t), and G_t = A, or the restart 1 πᵀ where a sequence starts (and at the
+    first step of the padding, so that nothing after the last observation reaches back).
+    Returned as (B, K, K), each scaled by a positive constant (the scans only need their
+    directions). The forward block map is G_f R_b and the backward one R_b H_l, H_l = A or
+    the restart 1 1ᵀ at a sequence's end: one product serves both scans.
+
+    The products are held column-major across the blocks, P[j, i, b] = (R_b)_ij, so that a
+    step R ← R A D_t is one matrix product Aᵀ P over (K, K·B) and one contiguous product
+    with e_t, whatever K.
+    """
+    K, L, B = E.shape
+    P = np.zeros((K, K, B))
+    for j in range(K):
+        P[j, j] = E[j, 0]
     spare = np.empty_like(P)
+    flat, flat_spare = P.reshape(K, K * B), spare.reshape(K, K * B)
     scale = np.empty(B)
-    for step in range(L):
-        nxt = spare
-        np.matmul(P.reshape(B * K, K), M, out=nxt.reshape(B * K, K))
-        r = rows[step]
-        if r is not None:
-            nxt[r] = P[r].sum(axis=2, keepdims=True) * v0[None, None, :]
-        nxt *= E[step][:, None, :]
-        np.matmul(nxt.reshape(B, K * K), ones2, out=scale)
-        np.divide(1.0, scale, out=scale)
-        nxt *= scale[:, None, None]
-        P, spare = nxt, P
-    # (2) The normalised vector just before each block's first step.
-    start = np.empty((B, K))
-    a = np.full(K, 1.0 / K)
-    for b in range(B):
-        start[b] = a
-        a = a @ P[b]
-        a /= a.sum()
-    # (3) The recursion inside every block at once, written into the output in place.
-    out = np.empty((L, B, K))
-    norm = np.empty((L, B))
-    work = np.empty((2, B, K))
-    a = start
+    ones2 = np.ones(K * K)
+    rows = d.product_restarts
     with np.errstate(invalid="ignore", divide="ignore"):
-        for step in range(L):
-            cur = out[step] if not before else work[step % 2]
-            pre = out[step] if before else cur
-            np.matmul(a, M, out=pre)
+        for step in range(1, L):
+            np.matmul(A.T, flat, out=flat_spare)
             r = rows[step]
             if r is not None:
-                pre[r] = v0
-            np.multiply(pre, E[step], out=cur)
-            c = norm[step]
-            np.matmul(cur, ones, out=c)
-            cur /= c[:, None]
+                # R 1 πᵀ: each row's total times π.
+                spare[:, :, r] = pi[:, None, None] * P[:, :, r].sum(axis=0)[None]
+            np.multiply(spare, E[:, step, None, :], out=spare)
+            if step % every == 0:
+                np.matmul(ones2, flat_spare.reshape(K * K, B), out=scale)
+                np.divide(1.0, scale, out=scale)
+                spare *= scale
+            P, spare = spare, P
+            flat, flat_spare = flat_spare, flat
+    return np.ascontiguousarray(P.transpose(2, 1, 0))
+
+
+def _chain_blocks(maps: np.ndarray, reverse: bool) -> np.ndarray:
+    """The normalised vector entering each block: v_{b+1} ∝ v_b M_b, or v_{b-1} ∝ M_b v_b.
+
+    All at once from the prefix products M_0 ··· M_b (suffix products M_b ··· M_{B-1} with
+    ``reverse``), formed by doubling (Hillis–Steele): log₂ B batched products instead of a
+    Python loop over the B blocks. The matrices are non-negative and each is renormalised
+    to total 1, so nothing cancels and nothing under- or overflows. The first block's
+    map (the last one's, reversed) starts a sequence: it has rank one, and the vector
+    entering the scan does not matter.
+    """
+    B, K, _ = maps.shape
+    P = maps.copy()
+    flat = P.reshape(B, K * K)
+    ones = np.ones(K * K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        P /= (flat @ ones)[:, None, None]
+        shift = 1
+        while shift < B:
+            if reverse:
+                P[:-shift] = np.matmul(P[:-shift], P[shift:])
+            else:
+                P[shift:] = np.matmul(P[:-shift], P[shift:])
+            P /= (flat @ ones)[:, None, None]
+            shift *= 2
+        v0 = np.full(K, 1.0 / K)
+        entering = np.empty((B, K))
+        if reverse:
+            entering[-1] = v0
+            entering[:-1] = P[1:] @ v0
+        else:
+            entering[0] = v0
+            entering[1:] = v0 @ P[:-1]
+        entering /= (entering @ np.ones(K))[:, None]
+    return entering
+
+
+def _forward(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, R: np.ndarray, every: int):
+    """Forward vectors α̃ (K, L, B), each a positive multiple of α̂_t, and log p(y) - Σ top.
+
+    Inside every block at once from its entering vector: α̃_t = (α̃_{t-1} A) ∘ e_t, or
+    π ∘ e_t at a sequence's start, renormalised every ``every`` steps, at each block's
+    last step, at the starts and at the last observation. The normalisers s_t (1 where
+    none was applied), written to ``norm`` (L, B), multiply with the totals carried into
+    the restarts to the plain recursion's Π c_t, so the log-likelihood is the sum of their
+    logs; and Σ_ij α̃_{t-1}(i) A_ij e_t(j) β̃_t(j) = s_t (α̃_t · β̃_t) for the ξ weights.
+    """
+    K, L, B = E.shape
+    rows = d.forward_restarts
+    maps = np.matmul(A, R)  # G_f R_b
+    r0 = rows[0]
+    if r0 is not None:
+        maps[r0] = (pi @ R[r0])[:, None, :]
+    entering = _chain_blocks(maps, reverse=False)
+    alpha = np.empty((K, L, B))
+    norm = np.ones((L, B))
+    ones = np.ones(K)
+    logs = []  # log normalisers and carried totals
+    l_last, b_last = d.last
+    a = np.ascontiguousarray(entering.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for step in range(L):
+            cur = alpha[:, step]
+            np.matmul(A.T, a, out=cur)
+            r = rows[step]
+            if r is not None:
+                # A sequence starts: its vector is π ∘ e_t, whatever came before; the total
+                # of the vector it replaces is the previous sequence's last factor.
+                logs.append(np.log(a[:, r].sum(axis=0)))
+                cur[:, r] = pi[:, None]
+            np.multiply(cur, E[:, step], out=cur)
+            if step % every == every - 1 or step == L - 1:
+                s = norm[step]
+                np.matmul(ones, cur, out=s)
+                np.divide(cur, s, out=cur)
+                logs.append(np.log(s[:b_last] if step > l_last else s))
+            else:
+                if r is not None:
+                    s = cur[:, r].sum(axis=0)
+                    cur[:, r] /= s
+                    norm[step, r] = s
+                    logs.append(np.log(s))
+                if step == l_last:
+                    s = cur[:, b_last].sum()
+                    cur[:, b_last] /= s
+                    norm[step, b_last] = s
+                    logs.append(np.log([s]))
             a = cur
-    return out, norm
+    norm[l_last + 1 :, b_last] = 1.0  # the padding
+    ll = float(sum(x.sum() for x in logs))
+    return alpha, norm, ll
+
+
+def _backward(d: _Data, E: np.ndarray, A: np.ndarray, R: np.ndarray, every: int):
+    """Backward vectors β̃ (K, L, B), each a positive multiple of β_t; E becomes e_t ∘ β̃_t.
+
+    From the vector entering each block at its end: β̃_t = A u_{t+1} (1 at a sequence's
+    end) with u_t = e_t ∘ β̃_t written over e_t, β̃ renormalised every ``every`` steps.
+    """
+    K, L, B = E.shape
+    rows = d.end_rows
+    maps = np.matmul(R, A)  # R_b H_l
+    r_end = rows[L - 1]
+    if r_end is not None:
+        maps[r_end] = R[r_end].sum(axis=2, keepdims=True)
+    entering = _chain_blocks(maps, reverse=True)
+    beta = np.empty((K, L, B))
+    ones = np.ones(K)
+    s = np.empty(B)
+    u = np.ascontiguousarray(entering.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for step in range(L - 1, -1, -1):
+            cur = beta[:, step]
+            np.matmul(A, u, out=cur)
+            r = rows[step]
+            if r is not None:
+                cur[:, r] = 1.0
+            if step % every == 0:
+                np.matmul(ones, cur, out=s)
+                np.divide(cur, s, out=cur)
+            u = E[:, step]
+            np.multiply(cur, u, out=u)
+    return beta
 
 
 def _forward_backward(d: _Data, params, *, backward: bool = True):
-    """Posteriors γ (L, B, K), expected transition counts and ℓ; (None, -inf) if ℓ = -inf."""
+    """Forward–backward on the blocked layout.
+
+    Returns ``(None, -inf)`` where ℓ = -inf, ``(None, ℓ)`` without ``backward``, else
+    ``({"gamma": γ̃ (K, L, B), "weight": w (L, B), "xi": Σ ξ (K, K)}, ℓ)`` with the
+    posteriors γ_t(j) = γ̃_t(j) w_t (w = 0 on the padding): the M-step needs only weighted
+    sums of γ, taken as γ̃ times a vector, so γ itself is never formed.
+    """
     log_b = _log_emission(d, params)
     top = _max_over_states(log_b)
-    if not np.all(np.isfinite(top)):
+    top_sum = float(top.sum())
+    if not np.isfinite(top_sum):
         return None, -np.inf
-    log_b -= top[:, :, None]
+    log_b -= top
     emis = np.exp(log_b, out=log_b)
     A, pi = params["transmat"], params["startprob"]
-    alpha, c = _scan(emis, d.forward_restarts, A, pi)
-    l_, b = d.last
-    c[l_ + 1 :, b] = 1.0  # the padding
-    if not np.all(c > 0):
+    every = _every(A)
+    R = _block_products(d, emis, A, pi, every)
+    alpha, norm, ll = _forward(d, emis, A, pi, R, every)
+    ll += top_sum + d.log_const
+    if not np.isfinite(ll):
         return None, -np.inf
-    ll = float(np.log(c).sum() + top.sum())
     if not backward:
         return None, ll
-    # Backwards, u_t ∝ e_t β_t follows u_{t-1} ∝ (u_t Aᵀ) e_{t-1}, restarting at each end;
-    # the vector before the emission factor is β_{t-1} ∝ A u_t (1 at an end). Reversed
-    # time is the blocked layout read backwards in both axes.
-    beta, _ = _scan(emis[::-1, ::-1], d.backward_restarts, A.T, np.ones(A.shape[0]), before=True)
-    beta = beta[::-1, ::-1]
-    ones = np.ones(A.shape[0])
-    gamma = alpha * beta
-    total = gamma @ ones
-    gamma *= (1.0 / total)[:, :, None]
-    gamma[l_ + 1 :, b] = 0.0
-    # ξ_t(i, j) ∝ α̂_{t-1}(i) A_ij e_t(j) β_t(j), whose sum over i, j is c_t (α̂_t · β_t).
-    weight = 1.0 / (c * total)
-    weight[d.start_mask] = 0.0  # no transition into a sequence's first observation
+    beta = _backward(d, emis, A, R, every)
+    into = emis  # now e_t ∘ β̃_t
+    K = alpha.shape[0]
+    gamma = np.multiply(alpha, beta, out=beta)
+    total = gamma[0].copy()
+    for j in range(1, K):
+        total += gamma[j]
+    l_, b = d.last
+    weight = np.divide(1.0, total, out=total)
     weight[l_ + 1 :, b] = 0.0
-    prev = np.empty_like(alpha)
-    prev[1:] = alpha[:-1]
-    prev[0, 1:] = alpha[-1, :-1]
-    prev[0, 0] = 0.0
-    K = A.shape[0]
-    into = emis * beta
-    into *= weight[:, :, None]
-    xi = A * (prev.reshape(-1, K).T @ into.reshape(-1, K))
-    return {"gamma": gamma, "xi": xi}, ll
+    # ξ_t(i, j) ∝ α̃_{t-1}(i) A_ij e_t(j) β̃_t(j), whose sum over i, j is s_t (α̃_t · β̃_t);
+    # no transition into a sequence's first observation (nor into the padding).
+    into *= np.where(d.start_mask, 0.0, weight / norm)
+    # Pairs (t - 1, t) inside each block, then across each block boundary.
+    xi = alpha[:, :-1].reshape(K, -1) @ into[:, 1:].reshape(K, -1).T
+    xi += alpha[:, -1, :-1] @ into[:, 0, 1:].T
+    xi *= A
+    return {"gamma": gamma, "weight": weight, "xi": xi}, ll
+
+
+def _posteriors(d: _Data, expected) -> np.ndarray:
+    """γ (T, K) from the forward–backward output."""
+    gamma = expected["gamma"] * expected["weight"]
+    return d.unblocked(gamma)
 
 
 def _viterbi(d: _Data, params) -> tuple[np.ndarray, float]:
     """The most probable path and its log joint probability, by the (max, +) scan."""
-    log_b = _log_emission(d, params)
+    log_b = np.ascontiguousarray(_log_emission(d, params, full=True).transpose(1, 2, 0))
     with np.errstate(divide="ignore"):
         log_a, log_pi = np.log(params["transmat"]), np.log(params["startprob"])
     T, L, B, K = d.T, d.L, d.B, log_b.shape[-1]
@@ -477,19 +639,26 @@ def _e_step(d: _Data, params):
     expected, ll = _forward_backward(d, params)
     if expected is None:
         return None, ll
-    gamma = expected["gamma"]
-    K = gamma.shape[-1]
-    flat = gamma.reshape(-1, K)
-    y = (d.y_blocks - d.shift).ravel()  # the padding has γ = 0
-    # Only K-vectors leave the E-step: the M-step needs these sums, not the (L, B, K) γ.
+    gamma, weight = expected["gamma"], expected["weight"]
+    K = gamma.shape[0]
+    # Only K-vectors leave the E-step: Σ_t γ_t (1, y_t - ȳ, (y_t - ȳ)²) by one product of
+    # γ̃ (K, L·B) with the weights w_t (1, y_t - ȳ, ...); the padding has w = 0.
+    y = d.centred
+    moments = np.empty((2 if d.emission == "poisson" else 3, y.size))
+    moments[0] = weight.ravel()
+    np.multiply(moments[0], y, out=moments[1])
+    if d.emission == "gaussian":
+        np.multiply(moments[1], y, out=moments[2])
+    sums = gamma.reshape(K, -1) @ moments.T
+    first = d.start_mask
     stats = {
-        "start": gamma[d.start_mask].sum(axis=0),
+        "start": gamma[:, first] @ weight[first],
         "xi": expected["xi"],
-        "n": np.ones(flat.shape[0]) @ flat,
-        "s1": y @ flat,
+        "n": sums[:, 0],
+        "s1": sums[:, 1],
     }
     if d.emission == "gaussian":
-        stats["s2"] = (y * y) @ flat
+        stats["s2"] = sums[:, 2]
     d.last_visits.clear()
     d.last_visits[_key(_sort(params))] = _sort({**params, "visits": stats["n"]})["visits"]
     return stats, ll
@@ -626,7 +795,7 @@ def posterior(data, params, *, lengths=None) -> np.ndarray:
     expected, _ = _forward_backward(d, params)
     if expected is None:
         raise ValueError("the data are impossible under params (log-likelihood -inf)")
-    return d.unblocked(expected["gamma"])
+    return _posteriors(d, expected)
 
 
 def e_step(data, params, *, lengths=None) -> dict:
@@ -639,7 +808,7 @@ def e_step(data, params, *, lengths=None) -> dict:
     expected, _ = _forward_backward(d, params)
     if expected is None:
         raise ValueError("the data are impossible under params (log-likelihood -inf)")
-    return {"posteriors": d.unblocked(expected["gamma"]), "transitions": expected["xi"]}
+    return {"posteriors": _posteriors(d, expected), "transitions": expected["xi"]}
 
 
 def m_step(data, expected, *, emission: str, lengths=None) -> dict:
@@ -827,7 +996,7 @@ def _warn_degenerate(d: _Data, params: dict) -> None:
         expected, _ = _forward_backward(d, params)
         if expected is None:
             return
-        visits = expected["gamma"].reshape(-1, expected["gamma"].shape[-1]).sum(axis=0)
+        visits = _posteriors(d, expected).sum(axis=0)
     empty = np.flatnonzero(visits < _EMPTY * d.T)
     if empty.size:
         _warnings.warn(

@@ -154,6 +154,70 @@ def test_extreme_emissions_do_not_underflow():
     np.testing.assert_allclose(hmm.posterior(y, params), gamma, atol=1e-10)
 
 
+def sequential_many(sequences, params):
+    """The sequential oracle run on each sequence: ℓ summed, γ stacked, Σ ξ summed."""
+    parts = [sequential(y, params) for y in sequences]
+    return (
+        sum(p[0] for p in parts),
+        np.vstack([p[1] for p in parts]),
+        sum(p[2] for p in parts),
+    )
+
+
+# Two-state chains whose data alternate between the states' means, so that each step
+# multiplies the forward vector's total by about max(g, e_wrong) ~ g: the scans'
+# renormalisation interval (from g, the smallest entry of A) must keep the unnormalised
+# vectors and block products above underflow, down to g = 0 (renormalised every step).
+@pytest.mark.parametrize("g", [0.02, 1e-20, 1e-60, 1e-150, 1e-250, 0.0])
+@pytest.mark.parametrize("emission", ["poisson", "gaussian"])
+def test_extreme_transitions_renormalisation_interval(g, emission):
+    A = np.array([[1.0 - g, g], [g, 1.0 - g]])
+    params = {"startprob": np.array([0.5, 0.5]), "transmat": A}
+    T = 1237  # L = 36, B = 35: a padded last block
+    t = np.arange(T)
+    if emission == "poisson":
+        # e_wrong = exp(-λ) λ^y / (λ^y e^{-1}...) ~ 1e-30 for the counts 0 and 60.
+        params["rates"] = np.array([0.5, 60.0])
+        y = np.where(t % 2 == 0, 0, 60)
+    else:
+        params["means"] = np.array([-1.0, 1.0])
+        params["variances"] = np.array([0.029, 0.029])  # e_wrong = exp(-2 / 0.029) ~ 1e-30
+        y = np.where(t % 2 == 0, -1.0, 1.0)
+    # Also several sequences: the restarts carry the vectors' totals.
+    lengths = [1, 35, 36, 400, 1, 764]
+    sequences = np.split(y, np.cumsum(lengths)[:-1])
+    for data in ([y], sequences):
+        ll, gamma, xi = sequential_many(data, params)
+        assert np.isfinite(ll)
+        assert hmm.loglik(data, params) == pytest.approx(ll, rel=1e-12)
+        expected = hmm.e_step(data, params)
+        np.testing.assert_allclose(expected["posteriors"], gamma, atol=1e-10)
+        np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
+
+
+def test_sequence_boundaries_on_block_edges_match_the_sequential_recursions():
+    # T = 400: L = B = 20. Sequences end at a block's last step, start at a block's first
+    # step, fill a block exactly, last one step, and the last one ends the series.
+    lengths = [20, 1, 19, 20, 7, 13, 1, 1, 38, 100, 60, 120]
+    T = sum(lengths)
+    assert T == 400
+    y, _ = simulate(GAUSS, T, seed=71, lengths=lengths)
+    sequences = np.split(y, np.cumsum(lengths)[:-1])
+    ll, gamma, xi = sequential_many(sequences, GAUSS)
+    assert hmm.loglik(y, GAUSS, lengths=lengths) == pytest.approx(ll, rel=1e-12)
+    expected = hmm.e_step(y, GAUSS, lengths=lengths)
+    np.testing.assert_allclose(expected["posteriors"], gamma, atol=1e-10)
+    np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
+    # The M-step from the internal E-step's sums equals the one from γ and ξ.
+    d = hmm._prepare(y, "gaussian", lengths)
+    stats, _ = hmm._e_step(d, GAUSS)
+    from_posteriors = hmm.m_step(
+        y, {"posteriors": gamma, "transitions": xi}, emission="gaussian", lengths=lengths
+    )
+    for name, value in hmm._m_step(d, stats).items():
+        np.testing.assert_allclose(value, from_posteriors[name], rtol=1e-9, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------
 # Fits against hmmlearn
 # --------------------------------------------------------------------------------------
