@@ -77,6 +77,8 @@ VARIANCE_FLOOR = 1e-6
 _EMPTY = 1e-8
 _LOG_2PI = float(np.log(2 * np.pi))
 _TINY = np.finfo(float).tiny
+#: Poisson counts below max(T, this) take their emission factors from a table.
+_TABLE_MIN = 4096
 
 
 # ---------------------------------------------------------------------------------------
@@ -103,6 +105,11 @@ class _Data:
     y_blocks: np.ndarray  # (L, B), padded with 0
     centred: np.ndarray  # y - shift, (L·B,) in the blocked order, 0 on the padding
     log_const: float  # the log-density terms common to all states, summed over t
+    #: Poisson counts of moderate size: each observation's value, blocked, as an index
+    #: into a table of the values 0..max y (the padding points past it), and how often
+    #: each value occurs. None for Gaussian data and very large counts.
+    value_index: np.ndarray | None
+    value_counts: np.ndarray | None
     start_mask: np.ndarray  # (L, B): the first observation of a sequence
     forward_restarts: list  # per step l, the blocks where a sequence starts (or None)
     end_rows: list  # the same for the last observation of a sequence
@@ -110,6 +117,17 @@ class _Data:
     #: The last E-step's parameters and expected visits per state, so that the checks
     #: after a fit need not run forward-backward again.
     last_visits: dict = field(default_factory=dict)
+    #: The E-step's (K, L, B) and (L, B) arrays, kept between the E-steps of a fit: fresh
+    #: arrays of that size cost their page faults again at every step (about a third of
+    #: an E-step at T = 10⁶). fit() empties it when done.
+    work: dict = field(default_factory=dict)
+
+    def buffer(self, name: str, shape: tuple) -> np.ndarray:
+        """An uninitialised array kept under ``name`` in :attr:`work`."""
+        buf = self.work.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self.work[name] = np.empty(shape)
+        return buf
 
     @property
     def T(self) -> int:
@@ -184,8 +202,18 @@ def _prepare(data, emission: str, lengths=None) -> _Data:
     start_mask = np.zeros(B * L, dtype=bool)
     start_mask[starts] = True
     padding = np.arange(y.size, min(y.size + 1, B * L))
+    value_index = value_counts = None
     if emission == "poisson":
-        log_const = -float(gammaln(y + 1.0).sum())
+        top_value = int(y.max())
+        if top_value < max(y.size, _TABLE_MIN):
+            counts = y.astype(np.intp)
+            value_counts = np.bincount(counts, minlength=top_value + 1)
+            log_const = -float(value_counts @ gammaln(np.arange(top_value + 1) + 1.0))
+            index = np.full(B * L, top_value + 1, dtype=np.intp)
+            index[: y.size] = counts
+            value_index = np.ascontiguousarray(index.reshape(B, L).T)
+        else:
+            log_const = -float(gammaln(y + 1.0).sum())
     else:
         log_const = -0.5 * _LOG_2PI * y.size
     d = _Data(
@@ -200,6 +228,8 @@ def _prepare(data, emission: str, lengths=None) -> _Data:
         y_blocks=np.empty(0),
         centred=np.empty(0),
         log_const=log_const,
+        value_index=value_index,
+        value_counts=value_counts,
         start_mask=start_mask.reshape(B, L).T.copy(),
         forward_restarts=_restart_rows(starts, L, B),
         end_rows=_restart_rows(ends, L, B),
@@ -264,7 +294,7 @@ def _log_emission(d: _Data, params, *, full: bool = False) -> np.ndarray:
     """
     y = d.y_blocks
     k = params["transmat"].shape[0]
-    out = np.empty((k, d.L, d.B))
+    out = np.empty((k, d.L, d.B)) if full else d.buffer("emission", (k, d.L, d.B))
     if d.emission == "poisson":
         lam = params["rates"]
         log_lam = np.log(lam) if np.all(lam > 0) else None
@@ -294,10 +324,46 @@ def _log_emission(d: _Data, params, *, full: bool = False) -> np.ndarray:
     return out
 
 
-def _max_over_states(x: np.ndarray) -> np.ndarray:
+def _emission_factors(d: _Data, params) -> tuple[np.ndarray | None, float]:
+    """e_t(j) = f_j(y_t) / max_i f_i(y_t) (K, L, B), 1 on the padding, and Σ_t log max_i f_i(y_t).
+
+    The log maxima leave out the terms common to the states (``d.log_const``). Returns
+    (None, -inf) where an observation is impossible under every state. Poisson counts
+    below the table size take their factors from a table over the values 0..max y, so
+    that a T × K pass costs one gather per state instead of a log-density, a maximum, a
+    difference and an exponential.
+    """
+    k = params["transmat"].shape[0]
+    if d.value_index is not None:
+        lam = params["rates"]
+        values = np.arange(d.value_counts.size, dtype=float)
+        table = xlogy(values[None, :], lam[:, None]) - lam[:, None]
+        top = table.max(axis=0)
+        seen = d.value_counts > 0
+        top_sum = float(d.value_counts[seen] @ top[seen])
+        if not np.isfinite(top_sum):
+            return None, -np.inf
+        factors = np.ones((k, values.size + 1))  # the last column: the padding
+        with np.errstate(invalid="ignore"):  # values not seen may be impossible
+            np.exp(table - top, out=factors[:, :-1])
+        emis = d.buffer("emission", (k, d.L, d.B))
+        for j in range(k):
+            np.take(factors[j], d.value_index, out=emis[j])
+        return emis, top_sum
+    log_b = _log_emission(d, params)
+    top = _max_over_states(log_b, d.buffer("top", (d.L, d.B)))
+    top_sum = float(top.sum())
+    if not np.isfinite(top_sum):
+        return None, -np.inf
+    log_b -= top
+    return np.exp(log_b, out=log_b), top_sum
+
+
+def _max_over_states(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     # Elementwise maxima of the K state rows (each contiguous), a copy even for K = 1: the
     # caller subtracts the result from x in place.
-    top = x[0].copy()
+    top = out
+    np.copyto(top, x[0])
     for j in range(1, x.shape[0]):
         np.maximum(top, x[j], out=top)
     return top
@@ -436,8 +502,9 @@ def _forward(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, R: np.ndarr
     if r0 is not None:
         maps[r0] = (pi @ R[r0])[:, None, :]
     entering = _chain_blocks(maps, reverse=False)
-    alpha = np.empty((K, L, B))
-    norm = np.ones((L, B))
+    alpha = d.buffer("alpha", (K, L, B))
+    norm = d.buffer("norm", (L, B))
+    norm.fill(1.0)
     ones = np.ones(K)
     logs = []  # log normalisers and carried totals
     l_last, b_last = d.last
@@ -488,7 +555,7 @@ def _backward(d: _Data, E: np.ndarray, A: np.ndarray, R: np.ndarray, every: int)
     if r_end is not None:
         maps[r_end] = R[r_end].sum(axis=2, keepdims=True)
     entering = _chain_blocks(maps, reverse=True)
-    beta = np.empty((K, L, B))
+    beta = d.buffer("beta", (K, L, B))
     ones = np.ones(K)
     s = np.empty(B)
     u = np.ascontiguousarray(entering.T)
@@ -515,13 +582,9 @@ def _forward_backward(d: _Data, params, *, backward: bool = True):
     posteriors γ_t(j) = γ̃_t(j) w_t (w = 0 on the padding): the M-step needs only weighted
     sums of γ, taken as γ̃ times a vector, so γ itself is never formed.
     """
-    log_b = _log_emission(d, params)
-    top = _max_over_states(log_b)
-    top_sum = float(top.sum())
-    if not np.isfinite(top_sum):
+    emis, top_sum = _emission_factors(d, params)
+    if emis is None:
         return None, -np.inf
-    log_b -= top
-    emis = np.exp(log_b, out=log_b)
     A, pi = params["transmat"], params["startprob"]
     every = _every(A)
     R = _block_products(d, emis, A, pi, every)
@@ -535,7 +598,8 @@ def _forward_backward(d: _Data, params, *, backward: bool = True):
     into = emis  # now e_t ∘ β̃_t
     K = alpha.shape[0]
     gamma = np.multiply(alpha, beta, out=beta)
-    total = gamma[0].copy()
+    total = d.buffer("total", (d.L, d.B))
+    np.copyto(total, gamma[0])
     for j in range(1, K):
         total += gamma[j]
     l_, b = d.last
@@ -543,7 +607,9 @@ def _forward_backward(d: _Data, params, *, backward: bool = True):
     weight[l_ + 1 :, b] = 0.0
     # ξ_t(i, j) ∝ α̃_{t-1}(i) A_ij e_t(j) β̃_t(j), whose sum over i, j is s_t (α̃_t · β̃_t);
     # no transition into a sequence's first observation (nor into the padding).
-    into *= np.where(d.start_mask, 0.0, weight / norm)
+    pair = np.divide(weight, norm, out=d.buffer("pair", (d.L, d.B)))
+    pair[d.start_mask] = 0.0
+    into *= pair
     # Pairs (t - 1, t) inside each block, then across each block boundary.
     xi = alpha[:, :-1].reshape(K, -1) @ into[:, 1:].reshape(K, -1).T
     xi += alpha[:, -1, :-1] @ into[:, 0, 1:].T
@@ -644,7 +710,7 @@ def _e_step(d: _Data, params):
     # Only K-vectors leave the E-step: Σ_t γ_t (1, y_t - ȳ, (y_t - ȳ)²) by one product of
     # γ̃ (K, L·B) with the weights w_t (1, y_t - ȳ, ...); the padding has w = 0.
     y = d.centred
-    moments = np.empty((2 if d.emission == "poisson" else 3, y.size))
+    moments = d.buffer("moments", (2 if d.emission == "poisson" else 3, y.size))
     moments[0] = weight.ravel()
     np.multiply(moments[0], y, out=moments[1])
     if d.emission == "gaussian":
@@ -972,6 +1038,7 @@ def fit(
         xtol=xtol,
     )
     _warn_degenerate(d, result.params)
+    d.work.clear()
     return result
 
 

@@ -195,6 +195,27 @@ def test_extreme_transitions_renormalisation_interval(g, emission):
         np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "rates", [[0.0, 3.0, 8.0], [0.0, 2000.0, 9000.0]], ids=["table", "direct"]
+)
+def test_poisson_emission_paths_and_zero_rates_match_the_sequential_recursions(rates):
+    # Counts below max(T, 4096) take their factors from a table of the values, larger ones
+    # the direct log-density; a zero rate emits only zeros (0 log 0 = 0).
+    params = {**POISSON, "rates": np.array(rates)}
+    y, _ = simulate(params, 300, seed=81)
+    d = hmm._prepare(y, "poisson")
+    assert (d.value_index is None) == (rates[-1] > 1000)
+    ll, gamma, xi = sequential(y, params)
+    assert hmm.loglik(y, params) == pytest.approx(ll, rel=1e-12)
+    expected = hmm.e_step(y, params)
+    np.testing.assert_allclose(expected["posteriors"], gamma, atol=1e-10)
+    np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
+    # Positive counts are impossible when every rate is 0.
+    none = {**params, "rates": np.zeros(3)}
+    assert hmm.loglik(y, none) == -np.inf
+    assert hmm.loglik(np.zeros(5, dtype=int), none) == pytest.approx(np.log(1.0), abs=1e-12)
+
+
 def test_sequence_boundaries_on_block_edges_match_the_sequential_recursions():
     # T = 400: L = B = 20. Sequences end at a block's last step, start at a block's first
     # step, fill a block exactly, last one step, and the last one ends the series.
