@@ -348,7 +348,7 @@ def _emission_factors(d: _Data, params) -> tuple[np.ndarray | None, float]:
             np.exp(table - top, out=factors[:, :-1])
         emis = d.buffer("emission", (k, d.L, d.B))
         for j in range(k):
-            np.take(factors[j], d.value_index, out=emis[j])
+            np.take(factors[j], d.value_index, out=emis[j], mode="clip")  # unbuffered
         return emis, top_sum
     log_b = _log_emission(d, params)
     top = _max_over_states(log_b, d.buffer("top", (d.L, d.B)))
