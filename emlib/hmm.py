@@ -285,7 +285,7 @@ def _check_params(params, emission: str, k: int | None = None) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
-def _log_emission(d: _Data, params, *, full: bool = False) -> np.ndarray:
+def _log_emission(d: _Data, params, *, full: bool = False, out=None) -> np.ndarray:
     """log f_j(y_t) up to a term common to all states, state-major (K, L, B); 0 on the padding.
 
     The common term, -log y_t! (Poisson) or -log(2π)/2 (Gaussian), cancels where the
@@ -294,7 +294,8 @@ def _log_emission(d: _Data, params, *, full: bool = False) -> np.ndarray:
     """
     y = d.y_blocks
     k = params["transmat"].shape[0]
-    out = np.empty((k, d.L, d.B)) if full else d.buffer("emission", (k, d.L, d.B))
+    if out is None:
+        out = np.empty((k, d.L, d.B))
     if d.emission == "poisson":
         lam = params["rates"]
         log_lam = np.log(lam) if np.all(lam > 0) else None
@@ -324,39 +325,68 @@ def _log_emission(d: _Data, params, *, full: bool = False) -> np.ndarray:
     return out
 
 
-def _emission_factors(d: _Data, params) -> tuple[np.ndarray | None, float]:
-    """e_t(j) = f_j(y_t) / max_i f_i(y_t) (K, L, B), 1 on the padding, and Σ_t log max_i f_i(y_t).
+def _emission_factors(d: _Data, params):
+    """Emission factors scaled to a maximum of 1 at each t, (K, L, B), 1 on the padding.
 
-    The log maxima leave out the terms common to the states (``d.log_const``). Returns
-    (None, -inf) where an observation is impossible under every state. Poisson counts
-    below the table size take their factors from a table over the values 0..max y, so
-    that a T × K pass costs one gather per state instead of a log-density, a maximum, a
-    difference and an exponential.
+    Returns ``(e, log_top, fold)``: f_j(y_t) = e_t(j) w_j exp(m_t) exp(const_t), with
+    ``log_top`` = Σ_t m_t and Σ_t const_t = ``d.log_const``; ``fold`` is w (K,), a factor
+    per state that the caller folds into the columns of A and into π (None for w = 1).
+    (None, -inf, None) where an observation is impossible under every state.
+
+    Poisson counts below the table size take their factors from a table over the values
+    0..max y, so that a T × K pass costs one gather per state instead of a log-density,
+    a maximum, a difference and an exponential. Gaussian: log f_j(y) = -(y - μ_j)²/(2σ_j²)
+    - log(σ_j²)/2 - log(2π)/2; the second term is a constant per state, w_j =
+    σ_min / σ_j in (0, 1], so only the squares pass over T × K (the difference first, so
+    that nothing cancels as in a quadratic y² a + y b + c), and m_t = -min_j of them.
     """
     k = params["transmat"].shape[0]
+    emis = d.buffer("emission", (k, d.L, d.B))
     if d.value_index is not None:
         lam = params["rates"]
         values = np.arange(d.value_counts.size, dtype=float)
         table = xlogy(values[None, :], lam[:, None]) - lam[:, None]
         top = table.max(axis=0)
         seen = d.value_counts > 0
-        top_sum = float(d.value_counts[seen] @ top[seen])
-        if not np.isfinite(top_sum):
-            return None, -np.inf
+        log_top = float(d.value_counts[seen] @ top[seen])
+        if not np.isfinite(log_top):
+            return None, -np.inf, None
         factors = np.ones((k, values.size + 1))  # the last column: the padding
         with np.errstate(invalid="ignore"):  # values not seen may be impossible
             np.exp(table - top, out=factors[:, :-1])
-        emis = d.buffer("emission", (k, d.L, d.B))
         for j in range(k):
             np.take(factors[j], d.value_index, out=emis[j], mode="clip")  # unbuffered
-        return emis, top_sum
-    log_b = _log_emission(d, params)
-    top = _max_over_states(log_b, d.buffer("top", (d.L, d.B)))
-    top_sum = float(top.sum())
-    if not np.isfinite(top_sum):
-        return None, -np.inf
-    log_b -= top
-    return np.exp(log_b, out=log_b), top_sum
+        return emis, log_top, None
+    if d.emission == "poisson":
+        log_b = _log_emission(d, params, out=emis)
+        top = _max_over_states(log_b, d.buffer("top", (d.L, d.B)))
+        log_top = float(top.sum())
+        if not np.isfinite(log_top):
+            return None, -np.inf, None
+        log_b -= top
+        return np.exp(log_b, out=log_b), log_top, None
+    mean, var = params["means"], params["variances"]
+    scale = np.sqrt(0.5 / var)
+    y = d.y_blocks
+    for j in range(k):
+        row = emis[j]
+        np.subtract(y, mean[j], out=row)
+        row *= scale[j]
+        np.square(row, out=row)
+    l_, b = d.last
+    emis[:, l_ + 1 :, b] = 0.0
+    low = d.buffer("top", (d.L, d.B))
+    np.copyto(low, emis[0])
+    for j in range(1, k):
+        np.minimum(low, emis[j], out=low)
+    half_log_var = 0.5 * np.log(var)
+    least = float(half_log_var.min())
+    log_top = -float(low.sum()) - least * d.T
+    if not np.isfinite(log_top):
+        return None, -np.inf, None
+    np.subtract(low, emis, out=emis)
+    np.exp(emis, out=emis)
+    return emis, log_top, np.exp(least - half_log_var)
 
 
 def _max_over_states(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -401,8 +431,10 @@ def _every(A: np.ndarray) -> int:
     With the emission factors scaled to a maximum of 1 at each t, a step multiplies the
     total of a forward vector (or of a row of a block product) by a factor in [g, 1], g
     the smallest entry of A: (a A)_j* >= g Σ a where e_t(j*) = 1, and the rows of A sum
-    to 1. A backward step multiplies it by a factor in [g, K] (the columns of A sum to at
-    most K). So n steps keep it in [g^n / K, K^n]; g = 0 gives n = 1, every step.
+    to at most 1 (less where a factor per state is folded into its columns). A backward
+    step multiplies it by a factor in [g, K] (the columns of A sum to at most K). So n
+    steps keep it in [g^n / K, K^n]; g = 0 gives n = 1, every step. A restart multiplies
+    it by π·e_t instead, which has no such bound: the scans renormalise there too.
     """
     g = float(A.min())
     if not g > 0:
@@ -411,13 +443,15 @@ def _every(A: np.ndarray) -> int:
 
 
 def _block_products(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, every: int):
-    """R_b = D_f G_{f+1} D_{f+1} ··· G_l D_l for each block b (times f = bL to l = f + L - 1).
+    """R_b = G_{f+1} D_{f+1} ··· G_l D_l for each block b (times f = bL to l = f + L - 1).
 
     D_t = diag(e_t), and G_t = A, or the restart 1 πᵀ where a sequence starts (and at the
     first step of the padding, so that nothing after the last observation reaches back).
     Returned as (B, K, K), each scaled by a positive constant (the scans only need their
-    directions). The forward block map is G_f R_b and the backward one R_b H_l, H_l = A or
-    the restart 1 1ᵀ at a sequence's end: one product serves both scans.
+    directions). The forward block map is G_f D_f R_b and the backward one D_f R_b H_l,
+    H_l = A or the restart 1 1ᵀ at a sequence's end: one product serves both scans. D_f
+    stays out of R_b: its rows would carry the factors e_f(i), which may differ by more
+    than the range of a float where a restart π picks the row of an unlikely state.
 
     The products are held column-major across the blocks, P[j, i, b] = (R_b)_ij, so that a
     step R ← R A D_t is one matrix product Aᵀ P over (K, K·B) and one contiguous product
@@ -426,7 +460,7 @@ def _block_products(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, ever
     K, L, B = E.shape
     P = np.zeros((K, K, B))
     for j in range(K):
-        P[j, j] = E[j, 0]
+        P[j, j] = 1.0
     spare = np.empty_like(P)
     flat, flat_spare = P.reshape(K, K * B), spare.reshape(K, K * B)
     scale = np.empty(B)
@@ -435,11 +469,16 @@ def _block_products(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, ever
     with np.errstate(invalid="ignore", divide="ignore"):
         for step in range(1, L):
             np.matmul(A.T, flat, out=flat_spare)
+            np.multiply(spare, E[:, step, None, :], out=spare)
             r = rows[step]
             if r is not None:
-                # R 1 πᵀ: each row's total times π.
-                spare[:, :, r] = pi[:, None, None] * P[:, :, r].sum(axis=0)[None]
-            np.multiply(spare, E[:, step, None, :], out=spare)
+                # R 1 (π ∘ e_t)ᵀ: the rows' totals times π ∘ e_t, both normalised, as π·e_t
+                # (a c_t of the plain recursion) is not bounded below by g.
+                totals = P[:, :, r].sum(axis=0)
+                totals /= totals.sum(axis=0)
+                start = pi[:, None] * E[:, step, r]
+                start /= start.sum(axis=0)
+                spare[:, :, r] = start[:, None, :] * totals[None]
             if step % every == 0:
                 np.matmul(ones2, flat_spare.reshape(K * K, B), out=scale)
                 np.divide(1.0, scale, out=scale)
@@ -497,10 +536,12 @@ def _forward(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, R: np.ndarr
     """
     K, L, B = E.shape
     rows = d.forward_restarts
-    maps = np.matmul(A, R)  # G_f R_b
+    first = A * E[:, 0].T[:, None, :]  # G_f D_f, (B, K, K)
     r0 = rows[0]
     if r0 is not None:
-        maps[r0] = (pi @ R[r0])[:, None, :]
+        start = pi * E[:, 0, r0].T
+        first[r0] = (start / start.sum(axis=1, keepdims=True))[:, None, :]
+    maps = np.matmul(first, R)
     entering = _chain_blocks(maps, reverse=False)
     alpha = d.buffer("alpha", (K, L, B))
     norm = d.buffer("norm", (L, B))
@@ -550,10 +591,12 @@ def _backward(d: _Data, E: np.ndarray, A: np.ndarray, R: np.ndarray, every: int)
     """
     K, L, B = E.shape
     rows = d.end_rows
-    maps = np.matmul(R, A)  # R_b H_l
+    maps = E[:, 0].T[:, :, None] * R  # D_f R_b
     r_end = rows[L - 1]
+    ends = maps[r_end].sum(axis=2, keepdims=True) if r_end is not None else None
+    maps = np.matmul(maps, A, out=maps)  # D_f R_b H_l
     if r_end is not None:
-        maps[r_end] = R[r_end].sum(axis=2, keepdims=True)
+        maps[r_end] = ends
     entering = _chain_blocks(maps, reverse=True)
     beta = d.buffer("beta", (K, L, B))
     ones = np.ones(K)
@@ -582,10 +625,13 @@ def _forward_backward(d: _Data, params, *, backward: bool = True):
     posteriors γ_t(j) = γ̃_t(j) w_t (w = 0 on the padding): the M-step needs only weighted
     sums of γ, taken as γ̃ times a vector, so γ itself is never formed.
     """
-    emis, top_sum = _emission_factors(d, params)
+    emis, top_sum, fold = _emission_factors(d, params)
     if emis is None:
         return None, -np.inf
     A, pi = params["transmat"], params["startprob"]
+    if fold is not None:
+        # diag(f(y_t)) = diag(w) diag(e_t) times a scalar: w goes into A's columns and π.
+        A, pi = A * fold, pi * fold
     every = _every(A)
     R = _block_products(d, emis, A, pi, every)
     alpha, norm, ll = _forward(d, emis, A, pi, R, every)

@@ -216,6 +216,26 @@ def test_poisson_emission_paths_and_zero_rates_match_the_sequential_recursions(r
     assert hmm.loglik(np.zeros(5, dtype=int), none) == pytest.approx(np.log(1.0), abs=1e-12)
 
 
+def test_an_unlikely_restart_after_a_long_unnormalised_stretch_does_not_underflow():
+    # g = 1e-10 allows 16 steps between renormalisations (each shrinks by about g, the
+    # data alternating between the states' values); every sequence starts in state 0
+    # (π = e_0) with a count that state 0 makes about 1e-217 times less likely: the
+    # restart's factor π·e_t must not multiply the stretch's 1e-150.
+    params = {
+        "startprob": np.array([1.0, 0.0]),
+        "transmat": np.array([[1 - 1e-10, 1e-10], [1e-10, 1 - 1e-10]]),
+        "rates": np.array([2.0, 150.0]),
+    }
+    lengths = [37, 40, 23, 55, 45, 200]
+    sequences = [np.where(np.arange(n) % 2 == 0, 150, 2) for n in lengths]
+    ll, gamma, xi = sequential_many(sequences, params)
+    assert np.isfinite(ll)
+    assert hmm.loglik(sequences, params) == pytest.approx(ll, rel=1e-12)
+    expected = hmm.e_step(sequences, params)
+    np.testing.assert_allclose(expected["posteriors"], gamma, atol=1e-10)
+    np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
+
+
 def test_sequence_boundaries_on_block_edges_match_the_sequential_recursions():
     # T = 400: L = B = 20. Sequences end at a block's last step, start at a block's first
     # step, fill a block exactly, last one step, and the last one ends the series.
