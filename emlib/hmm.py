@@ -488,17 +488,36 @@ def _block_products(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, ever
     return np.ascontiguousarray(P.transpose(2, 1, 0))
 
 
-def _chain_blocks(maps: np.ndarray, reverse: bool) -> np.ndarray:
+#: Below this smallest entry of A the vectors entering the blocks are chained one block
+#: at a time (see _chain_blocks).
+_DOUBLING_MIN = 1e-200
+
+
+def _chain_blocks(maps: np.ndarray, reverse: bool, g: float) -> np.ndarray:
     """The normalised vector entering each block: v_{b+1} ∝ v_b M_b, or v_{b-1} ∝ M_b v_b.
 
-    All at once from the prefix products M_0 ··· M_b (suffix products M_b ··· M_{B-1} with
-    ``reverse``), formed by doubling (Hillis–Steele): log₂ B batched products instead of a
-    Python loop over the B blocks. The matrices are non-negative and each is renormalised
-    to total 1, so nothing cancels and nothing under- or overflows. The first block's
-    map (the last one's, reversed) starts a sequence: it has rank one, and the vector
-    entering the scan does not matter.
+    With g, the smallest entry of A, at least ``_DOUBLING_MIN``: all at once from the
+    prefix products M_0 ··· M_b (suffix products M_b ··· M_{B-1} with ``reverse``), formed
+    by doubling (Hillis–Steele), log₂ B batched products instead of a Python loop over
+    the B blocks. The matrices are non-negative and each is renormalised to total 1, so
+    nothing cancels; each forward map's rows are mixtures by a row of A (its columns, for
+    the backward maps), so they lie within a factor g of each other, and so do those of
+    any product of maps: what a normalised vector picks out of them cannot underflow.
+    The first block's map (the last one's, reversed) starts a sequence: it has rank one,
+    and the vector entering the scan does not matter. For smaller g (A with zeros: rows
+    that cannot mix may differ by more than the range of a float) one block at a time,
+    the vector renormalised after each.
     """
     B, K, _ = maps.shape
+    v0 = np.full(K, 1.0 / K)
+    entering = np.empty((B, K))
+    if not g >= _DOUBLING_MIN:
+        v = v0
+        for b in range(B - 1, -1, -1) if reverse else range(B):
+            entering[b] = v
+            v = maps[b] @ v if reverse else v @ maps[b]
+            v /= v.sum()
+        return entering
     P = maps.copy()
     flat = P.reshape(B, K * K)
     ones = np.ones(K * K)
@@ -512,8 +531,6 @@ def _chain_blocks(maps: np.ndarray, reverse: bool) -> np.ndarray:
                 P[shift:] = np.matmul(P[:-shift], P[shift:])
             P /= (flat @ ones)[:, None, None]
             shift *= 2
-        v0 = np.full(K, 1.0 / K)
-        entering = np.empty((B, K))
         if reverse:
             entering[-1] = v0
             entering[:-1] = P[1:] @ v0
@@ -542,7 +559,7 @@ def _forward(d: _Data, E: np.ndarray, A: np.ndarray, pi: np.ndarray, R: np.ndarr
         start = pi * E[:, 0, r0].T
         first[r0] = (start / start.sum(axis=1, keepdims=True))[:, None, :]
     maps = np.matmul(first, R)
-    entering = _chain_blocks(maps, reverse=False)
+    entering = _chain_blocks(maps, False, float(A.min()))
     alpha = d.buffer("alpha", (K, L, B))
     norm = d.buffer("norm", (L, B))
     norm.fill(1.0)
@@ -597,7 +614,7 @@ def _backward(d: _Data, E: np.ndarray, A: np.ndarray, R: np.ndarray, every: int)
     maps = np.matmul(maps, A, out=maps)  # D_f R_b H_l
     if r_end is not None:
         maps[r_end] = ends
-    entering = _chain_blocks(maps, reverse=True)
+    entering = _chain_blocks(maps, True, float(A.min()))
     beta = d.buffer("beta", (K, L, B))
     ones = np.ones(K)
     s = np.empty(B)

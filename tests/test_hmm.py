@@ -236,6 +236,32 @@ def test_an_unlikely_restart_after_a_long_unnormalised_stretch_does_not_underflo
     np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("a01", [0.0, 1e-300])
+def test_transitions_with_zeros_and_a_one_hot_start(a01):
+    # State 0 can (almost) never be left and the chain starts there, while the data fit
+    # state 1: the block maps' rows differ by far more than g, so the vectors entering
+    # the blocks are chained one block at a time. With a01 = 0 the chain never leaves
+    # state 0: ℓ = Σ log f_0(y_t) in closed form (the posteriors are not compared: β of
+    # the stuck state falls below underflow against the unreachable one's, as in the
+    # textbook recursion, which overflows there). Else against the sequential recursions.
+    params = {
+        "startprob": np.array([1.0, 0.0]),
+        "transmat": np.array([[1.0 - a01, a01], [1e-3, 1 - 1e-3]]),
+        "means": np.array([0.0, 5.0]),
+        "variances": np.array([1.0, 1.0]),
+    }
+    y = 5.0 + np.random.default_rng(91).normal(0, 0.1, 400)
+    if a01 == 0.0:
+        ll = stats.norm.logpdf(y, 0.0, 1.0).sum()
+        assert hmm.loglik(y, params) == pytest.approx(ll, rel=1e-12)
+        return
+    ll, gamma, xi = sequential(y, params)
+    assert hmm.loglik(y, params) == pytest.approx(ll, rel=1e-12)
+    expected = hmm.e_step(y, params)
+    np.testing.assert_allclose(expected["posteriors"], gamma, atol=1e-10)
+    np.testing.assert_allclose(expected["transitions"], xi, rtol=1e-9, atol=1e-10)
+
+
 def test_sequence_boundaries_on_block_edges_match_the_sequential_recursions():
     # T = 400: L = B = 20. Sequences end at a block's last step, start at a block's first
     # step, fill a block exactly, last one step, and the last one ends the series.
