@@ -110,7 +110,7 @@ class _Data:
     #: each value occurs. None for Gaussian data and very large counts.
     value_index: np.ndarray | None
     value_counts: np.ndarray | None
-    start_mask: np.ndarray  # (L, B): the first observation of a sequence
+    start_cells: np.ndarray  # each sequence's first observation, in the raveled (L, B)
     forward_restarts: list  # per step l, the blocks where a sequence starts (or None)
     end_rows: list  # the same for the last observation of a sequence
     product_restarts: list  # the starts and the padding's first step (block products)
@@ -199,8 +199,6 @@ def _prepare(data, emission: str, lengths=None) -> _Data:
     starts = ends - lengths + 1
     sd = float(y.std())
     L, B = _layout(y.size)
-    start_mask = np.zeros(B * L, dtype=bool)
-    start_mask[starts] = True
     padding = np.arange(y.size, min(y.size + 1, B * L))
     value_index = value_counts = None
     if emission == "poisson":
@@ -230,7 +228,7 @@ def _prepare(data, emission: str, lengths=None) -> _Data:
         log_const=log_const,
         value_index=value_index,
         value_counts=value_counts,
-        start_mask=start_mask.reshape(B, L).T.copy(),
+        start_cells=(starts % L) * B + starts // L,
         forward_restarts=_restart_rows(starts, L, B),
         end_rows=_restart_rows(ends, L, B),
         product_restarts=_restart_rows(np.concatenate([starts, padding]), L, B),
@@ -661,7 +659,8 @@ def _forward_backward(d: _Data, params, *, backward: bool = True):
     into = emis  # now e_t ∘ β̃_t
     K = alpha.shape[0]
     gamma = np.multiply(alpha, beta, out=beta)
-    total = d.buffer("total", (d.L, d.B))
+    # The weights w_t = 1 / (α̃_t · β̃_t) go into the first row of the E-step's moments.
+    total = d.buffer("moments", (3, d.L, d.B))[0]
     np.copyto(total, gamma[0])
     for j in range(1, K):
         total += gamma[j]
@@ -671,13 +670,30 @@ def _forward_backward(d: _Data, params, *, backward: bool = True):
     # ξ_t(i, j) ∝ α̃_{t-1}(i) A_ij e_t(j) β̃_t(j), whose sum over i, j is s_t (α̃_t · β̃_t);
     # no transition into a sequence's first observation (nor into the padding).
     pair = np.divide(weight, norm, out=d.buffer("pair", (d.L, d.B)))
-    pair[d.start_mask] = 0.0
+    pair.reshape(-1)[d.start_cells] = 0.0
     into *= pair
     # Pairs (t - 1, t) inside each block, then across each block boundary.
-    xi = alpha[:, :-1].reshape(K, -1) @ into[:, 1:].reshape(K, -1).T
+    xi = _cross(alpha[:, :-1].reshape(K, -1), into[:, 1:].reshape(K, -1))
     xi += alpha[:, -1, :-1] @ into[:, 0, 1:].T
     xi *= A
     return {"gamma": gamma, "weight": weight, "xi": xi}, ll
+
+
+#: Columns per product in _cross.
+_CHUNK = 16384
+
+
+def _cross(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """X Yᵀ for a few long rows (X (m, N), Y (n, N)), summed over chunks of columns.
+
+    One BLAS call on (m × N)(N × n) with N = 10⁶ runs about 3x slower than the same in
+    chunks that stay in cache.
+    """
+    out = np.zeros((X.shape[0], Y.shape[0]))
+    for start in range(0, X.shape[1], _CHUNK):
+        stop = start + _CHUNK
+        out += X[:, start:stop] @ Y[:, start:stop].T
+    return out
 
 
 def _posteriors(d: _Data, expected) -> np.ndarray:
@@ -773,15 +789,14 @@ def _e_step(d: _Data, params):
     # Only K-vectors leave the E-step: Σ_t γ_t (1, y_t - ȳ, (y_t - ȳ)²) by one product of
     # γ̃ (K, L·B) with the weights w_t (1, y_t - ȳ, ...); the padding has w = 0.
     y = d.centred
-    moments = d.buffer("moments", (2 if d.emission == "poisson" else 3, y.size))
-    moments[0] = weight.ravel()
+    moments = d.buffer("moments", (3, d.L, d.B)).reshape(3, -1)  # row 0 holds the weights
     np.multiply(moments[0], y, out=moments[1])
     if d.emission == "gaussian":
         np.multiply(moments[1], y, out=moments[2])
-    sums = gamma.reshape(K, -1) @ moments.T
-    first = d.start_mask
+    sums = _cross(gamma.reshape(K, -1), moments[: 2 if d.emission == "poisson" else 3])
+    first = d.start_cells
     stats = {
-        "start": gamma[:, first] @ weight[first],
+        "start": gamma.reshape(K, -1)[:, first] @ weight.reshape(-1)[first],
         "xi": expected["xi"],
         "n": sums[:, 0],
         "s1": sums[:, 1],
