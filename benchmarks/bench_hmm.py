@@ -6,8 +6,9 @@ must reach the same parameters and log-likelihood; the goal is emlib at least as
 per iteration (ratio hmmlearn / emlib >= 1). hmmlearn runs its faster ``"scaling"``
 forward–backward (compiled C++); its default ``"log"`` implementation is timed once too
 (informational). A second line per case leaves out each fit's fixed costs by timing
-one-iteration fits ((t_N - t_1) / (N - 1)): emlib's include the data checks and the
-final forward–backward that looks for empty states and floored variances.
+one-iteration fits ((t_N - t_1) / (N - 1)): emlib's include the data checks, the
+first E-step's page faults on its work arrays, and one E-step more than iterations (the
+driver evaluates ℓ at the start and at the end; hmmlearn's N iterations run N E-steps).
 
 Run: ``.venv/bin/python benchmarks/bench_hmm.py`` (or ``make bench``).
 """

@@ -32,8 +32,10 @@ across the B blocks); (2) the vector entering each block, from the prefix produc
 those block maps (by doubling, log₂ B batched products); (3) the recursion inside every
 block at once from its now known start (a loop over L again). The backward recursion is
 the same with steps (2) and (3) run from the end; its block maps come from the same
-products of step (1), :math:`D_f A D_{f+1} \\cdots A D_l` serving both directions. About
-3L + 2 log₂ B Python-level steps instead of 2T. Every array is state-major, (K, L, B):
+products of step (1): :math:`R_b = A D_{f+1} \\cdots A D_l` over the block's steps f..l
+gives the forward map :math:`A D_f R_b` and the backward one :math:`D_f R_b A`. About
+3L + 2 log₂ B Python-level steps instead of 2T (3L + 2B where A has entries below
+1e-200, see ``_chain_blocks``). Every array is state-major, (K, L, B):
 each NumPy operation runs over contiguous rows of length B (or T). The vectors and
 products are non-negative, so nothing cancels; they are renormalised every few steps,
 as many as keep them above underflow given the smallest entry of A (every step if it is
