@@ -285,6 +285,25 @@ def test_sequence_boundaries_on_block_edges_match_the_sequential_recursions():
         np.testing.assert_allclose(value, from_posteriors[name], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("params", [POISSON, GAUSS], ids=["poisson", "gaussian"])
+def test_e_steps_reusing_their_work_arrays_match_fresh_ones(params):
+    # The E-step keeps its large arrays between calls on the same data (fit() empties
+    # them at the end): nothing of one call may leak into the next.
+    lengths = [300, 1, 436]
+    y, _ = simulate(params, sum(lengths), seed=101, lengths=lengths)
+    other = {**params, "transmat": np.full((3, 3), 1 / 3), "startprob": np.eye(3)[2]}
+    d = hmm._prepare(y, hmm._emission_of(params), lengths)
+    for p in (params, other, params):
+        stats, ll = hmm._e_step(d, p)
+        fresh, ll_fresh = hmm._e_step(hmm._prepare(y, hmm._emission_of(params), lengths), p)
+        assert ll == ll_fresh
+        for name, value in fresh.items():
+            np.testing.assert_array_equal(stats[name], value)
+    assert d.work
+    result = hmm.fit(y, 3, emission=hmm._emission_of(params), lengths=lengths, init=params)
+    assert not result._prepared.work
+
+
 # --------------------------------------------------------------------------------------
 # Fits against hmmlearn
 # --------------------------------------------------------------------------------------
