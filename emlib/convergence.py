@@ -246,6 +246,5 @@ def rate(result) -> float:
             "refit with a larger max_iter or a smaller tol",
             ConvergenceWarning,
         )
-    theta = result._model.pack(result.params)
-    jac = jacobian(result._em_map, theta)
+    jac = jacobian(result.em_map, result.packed_params)
     return float(np.max(np.abs(np.linalg.eigvals(jac))))

@@ -143,6 +143,19 @@ class EMResult:
         Aitken's estimate of the relative distance to the maximum when the run stopped
         (:func:`emlib.stopping.aitken_bound`; ``inf`` when the rate could not be estimated,
         NaN when a step rule ``xtol`` ended the run).
+    packed_params : ndarray
+        ``params`` in the model's free (packed) coordinates :math:`\\hat\\eta`, the vector
+        SQUAREM, the rate and the standard errors work on (:attr:`EMModel.pack`).
+
+    Methods
+    -------
+    em_map(theta)
+        One EM iteration :math:`M(\\eta)` (an E-step and an M-step on this fit's data) from a
+        point in packed coordinates, returned in packed coordinates. At a converged fit
+        :math:`M(\\hat\\eta) \\approx \\hat\\eta`, and the Jacobian of ``em_map`` there is the
+        rate matrix of :func:`emlib.convergence.rate`.
+    summary()
+        A text table of estimates and standard errors.
     """
 
     params: Params
@@ -161,8 +174,17 @@ class EMResult:
             self.n_iter_total = self.n_iter
 
     @property
-    def _em_map(self) -> Callable[[np.ndarray], np.ndarray]:
-        return self._model.em_map(self._prepared)
+    def packed_params(self) -> np.ndarray:
+        """``params`` in the model's free (packed) coordinates."""
+        return self._model.pack(self.params)
+
+    def em_map(self, theta: np.ndarray) -> np.ndarray:
+        """One EM iteration from ``theta`` (packed coordinates), on this fit's data.
+
+        .. math:: M(\\eta) = \\operatorname{pack}\\bigl(\\arg\\max_{\\theta'}
+                  \\mathbb{E}_{p(z \\mid x, \\eta)}[\\log p(x, z \\mid \\theta')]\\bigr)
+        """
+        return self._model.em_map(self._prepared)(theta)
 
     @cached_property
     def se(self) -> Params:
