@@ -1,10 +1,31 @@
-"""Pieces shared by the finite mixtures: parameter checks, restarts and canonical order."""
+"""Pieces shared by the finite mixtures: parameter checks, restarts and canonical order.
+
+The 1-D mixtures (:mod:`emlib.poisson_mixture`, :mod:`emlib.nb_mixture`,
+:mod:`emlib.normal_mixture`) share one ``fit`` skeleton, :func:`fit`: validate the data,
+check k, prepare the data, take ``init`` or the model's starts, run EM. The count mixtures
+also share their frequency table (:func:`count_table`) and their starts
+(:func:`count_starts`).
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from emlib._validation import check_init_keys, check_positive_int, check_weights, param_array
+import numpy as np
+from scipy.special import gammaln
+
+from emlib._multinomial import frequency_table
+from emlib._validation import (
+    as_counts,
+    check_init_keys,
+    check_k,
+    check_positive_int,
+    check_weights,
+    param_array,
+)
+from emlib.em import EMModel, EMResult, run
 
 
 def check_params(params, names: tuple[str, ...], k: int | None = None) -> dict:
@@ -87,3 +108,86 @@ def n_starts(n_init) -> int:
 def log_weights(weights: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.log(weights)
+
+
+@dataclass(frozen=True)
+class CountTable:
+    """Counts as a frequency table: each distinct value, how often it occurs, its log y!.
+
+    Every E-step and M-step of a count mixture is a sum over observations of a function of
+    the count alone, so it runs over the distinct values weighted by ``freqs``: the cost
+    per iteration does not grow with the sample size ``n``.
+    """
+
+    values: np.ndarray
+    freqs: np.ndarray
+    log_factorials: np.ndarray
+    n: int
+
+
+def count_table(data, name: str) -> CountTable:
+    """Validate counts (``name`` is used in the messages) and tabulate them."""
+    y = as_counts(data, name=name)
+    values, freqs = frequency_table(y)
+    return CountTable(values, freqs, gammaln(values + 1.0), y.size)
+
+
+def count_starts(y: np.ndarray, k: int, n_init: int, seed, **fixed) -> list[dict]:
+    """A quantile start plus ``n_init - 1`` random ones (means drawn from the data).
+
+    The quantile start puts :math:`\\mu_j` at the :math:`(j + \\tfrac12)/k` quantile plus
+    :math:`0.1 j` (so tied quantiles still give distinct components), floored at 0.05 (a
+    mean of 0 would make every positive count impossible), with equal weights. A random
+    start takes k distinct counts plus U(0.05, 0.5) as means and Dirichlet(5, ..., 5)
+    weights. ``fixed`` entries (the negative binomial's θ) are the same in every start.
+    """
+    quantiles = np.quantile(y, (np.arange(k) + 0.5) / k) + 0.1 * np.arange(k)
+    starts = [{"weights": np.full(k, 1 / k), "means": np.maximum(quantiles, 0.05), **fixed}]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_init - 1):
+        means = rng.choice(y, size=k, replace=False) + rng.uniform(0.05, 0.5, size=k)
+        starts.append({"weights": rng.dirichlet(np.full(k, 5.0)), "means": means, **fixed})
+    return starts
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What :func:`fit` needs from a 1-D mixture module besides its :class:`EMModel`.
+
+    Attributes
+    ----------
+    model : EMModel
+    as_data : callable
+        ``as_data(data) -> ndarray``: validate the data (raising ValueError with the
+        model's wording).
+    prepare : callable
+        ``prepare(x) -> prepared``: the validated data in the form the EM steps take.
+    check_params : callable
+        ``check_params(init, k) -> dict``: validate a user's starting values.
+    starts : callable
+        ``starts(x, k, n_init, seed) -> list of dict``: the default starts (``x`` as float).
+    """
+
+    model: EMModel
+    as_data: Callable[[Any], np.ndarray]
+    prepare: Callable[[np.ndarray], Any]
+    check_params: Callable[[Any, int], dict]
+    starts: Callable[[np.ndarray, int, int, Any], list[dict]]
+
+
+def fit(spec: Spec, data, k, *, init, n_init, seed, **options) -> tuple[EMResult, Any]:
+    """The ``fit`` of every 1-D mixture: check, prepare, choose the starts, run EM.
+
+    The data are validated before k (whose check counts the distinct values) and k before
+    ``init`` (whose arrays must have k entries); ``options`` (``tol``, ``max_iter``,
+    ``accelerate``, ``xtol``) go to :func:`emlib.em.run` unchanged. Returns the best fit
+    and the prepared data (for checks on the fit such as the normal mixture's sd floor).
+    """
+    x = spec.as_data(data)
+    k = check_k(k, x)
+    prepared = spec.prepare(x)
+    if init is not None:
+        starts = [spec.check_params(init, k)]
+    else:
+        starts = spec.starts(np.asarray(x, dtype=float), k, n_starts(n_init), seed)
+    return run(spec.model, prepared, starts, **options), prepared

@@ -20,37 +20,22 @@ Every computation runs on the frequency table of the counts. Parameters: ``weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.special import gammaln
 
 from emlib import _mixture, _negbin
-from emlib._multinomial import frequency_table
-from emlib._validation import (
-    as_counts,
-    check_init_keys,
-    check_k,
-    check_weights,
-    param_array,
-)
-from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
+from emlib._validation import as_counts, check_init_keys, check_weights, param_array
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult
 
 PARAM_NAMES = ("weights", "means", "thetas")
 
 
-@dataclass(frozen=True)
-class _Table:
-    values: np.ndarray
-    freqs: np.ndarray
-    log_factorials: np.ndarray
-    n: int
+_DATA_NAME = "NB mixture counts"
+_Table = _mixture.CountTable
 
 
 def _prepare(data) -> _Table:
-    y = as_counts(data, name="NB mixture counts")
-    values, freqs = frequency_table(y)
-    return _Table(values, freqs, gammaln(values + 1.0), y.size)
+    return _mixture.count_table(data, _DATA_NAME)
 
 
 def _check_params(params, k=None) -> dict:
@@ -147,7 +132,7 @@ def e_step(data, params) -> np.ndarray:
     ndarray of shape (n, k)
         :math:`r_{ij} = w_j f(y_i; \\mu_j, \\theta_j) / \\sum_l w_l f(y_i; \\mu_l, \\theta_l)`.
     """
-    y = as_counts(data, name="NB mixture counts").astype(float)
+    y = as_counts(data, name=_DATA_NAME).astype(float)
     params = _check_params(params)
     resp, _ = _mixture.normalise_log_rows(_log_joint(y, gammaln(y + 1.0), params))
     return resp.T
@@ -160,7 +145,7 @@ def m_step(data, resp) -> dict:
     and θ_j maximises :math:`\\sum_i r_{ij} \\log f(y_i; \\mu_j, \\theta)` (∞ when the
     weighted counts are not overdispersed).
     """
-    y = as_counts(data, name="NB mixture counts").astype(float)
+    y = as_counts(data, name=_DATA_NAME).astype(float)
     resp = _mixture.check_resp(resp, y.size)
     k = resp.shape[1]
     means, thetas = _negbin.weighted_fit(
@@ -180,18 +165,12 @@ def _starts(y: np.ndarray, k: int, n_init: int, seed) -> list[dict]:
     Every start gives each component θ = 10 (a moderate overdispersion): the first M-step
     replaces it with the weighted fit.
     """
-    quantiles = np.quantile(y, (np.arange(k) + 0.5) / k) + 0.1 * np.arange(k)
-    thetas = np.full(k, 10.0)
-    starts = [
-        {"weights": np.full(k, 1 / k), "means": np.maximum(quantiles, 0.05), "thetas": thetas}
-    ]
-    rng = np.random.default_rng(seed)
-    for _ in range(n_init - 1):
-        means = rng.choice(y, size=k, replace=False) + rng.uniform(0.05, 0.5, size=k)
-        starts.append(
-            {"weights": rng.dirichlet(np.full(k, 5.0)), "means": means, "thetas": thetas}
-        )
-    return starts
+    return _mixture.count_starts(y, k, n_init, seed, thetas=np.full(k, 10.0))
+
+
+_SPEC = _mixture.Spec(
+    MODEL, lambda data: as_counts(data, name=_DATA_NAME), _prepare, _check_params, _starts
+)
 
 
 def fit(
@@ -241,13 +220,6 @@ def fit(
     >>> [round(float(w), 2) for w in p["weights"]], [round(float(m)) for m in p["means"]]
     ([0.75, 0.25], [10, 100])
     """
-    y = as_counts(data, name="NB mixture counts")
-    k = check_k(k, y)
-    prepared = _prepare(y)
-    if init is not None:
-        starts = [_check_params(init, k)]
-    else:
-        starts = _starts(y.astype(float), k, _mixture.n_starts(n_init), seed)
-    return run(
-        MODEL, prepared, starts, tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol
-    )
+    options = dict(tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol)
+    result, _ = _mixture.fit(_SPEC, data, k, init=init, n_init=n_init, seed=seed, **options)
+    return result

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from emlib import _mixture, _warnings
-from emlib._validation import as_observations, check_k, check_positive
-from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
+from emlib._validation import as_observations, check_positive
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult
 
 PARAM_NAMES = ("weights", "means", "sds")
 #: σ is kept at or above this fraction of the data's standard deviation.
@@ -220,6 +220,15 @@ def _starts(x: np.ndarray, k: int, n_init: int, seed) -> list[dict]:
     return starts
 
 
+_SPEC = _mixture.Spec(
+    MODEL,
+    lambda data: as_observations(data, name="normal mixture data"),
+    lambda x: _prepare(x, require_spread=True),
+    _check_params,
+    _starts,
+)
+
+
 def fit(
     data,
     k: int = 2,
@@ -264,16 +273,8 @@ def fit(
     >>> np.round(result.params["means"], 1)
     array([2., 5.])
     """
-    x = as_observations(data, name="normal mixture data")
-    k = check_k(k, x)
-    prepared = _prepare(x, require_spread=True)
-    if init is not None:
-        starts = [_check_params(init, k)]
-    else:
-        starts = _starts(x, k, _mixture.n_starts(n_init), seed)
-    result = run(
-        MODEL, prepared, starts, tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol
-    )
+    options = dict(tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol)
+    result, prepared = _mixture.fit(_SPEC, data, k, init=init, n_init=n_init, seed=seed, **options)
     floored = result.params["sds"] <= np.sqrt(prepared.var_floor) * (1 + 1e-9)
     if floored.any():
         _warnings.warn(

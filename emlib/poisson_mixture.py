@@ -15,15 +15,12 @@ array of counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.special import gammaln, xlogy
 
 from emlib import _mixture
-from emlib._multinomial import frequency_table
-from emlib._validation import as_counts, check_k
-from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult, run
+from emlib._validation import as_counts
+from emlib.em import DEFAULT_ACCELERATE, DEFAULT_MAX_ITER, DEFAULT_TOL, EMModel, EMResult
 
 PARAM_NAMES = ("weights", "means")
 #: Hasselblad (1969): number of days (1910–1912) with 0, 1, ..., 9 deaths of women aged
@@ -37,18 +34,12 @@ def hasselblad_data() -> np.ndarray:
     return np.repeat(HASSELBLAD_DEATHS, HASSELBLAD_DAYS)
 
 
-@dataclass(frozen=True)
-class _Table:
-    values: np.ndarray
-    freqs: np.ndarray
-    log_factorials: np.ndarray
-    n: int
+_DATA_NAME = "Poisson mixture counts"
+_Table = _mixture.CountTable
 
 
 def _prepare(data) -> _Table:
-    y = as_counts(data, name="Poisson mixture counts")
-    values, freqs = frequency_table(y)
-    return _Table(values, freqs, gammaln(values + 1.0), y.size)
+    return _mixture.count_table(data, _DATA_NAME)
 
 
 def _check_params(params, k=None) -> dict:
@@ -105,7 +96,7 @@ def e_step(data, params) -> np.ndarray:
     ndarray of shape (n, k)
         :math:`r_{ij} = w_j f(y_i; \\lambda_j) / \\sum_l w_l f(y_i; \\lambda_l)`.
     """
-    y = as_counts(data, name="Poisson mixture counts")
+    y = as_counts(data, name=_DATA_NAME)
     params = _check_params(params)
     log_factorials = gammaln(y + 1.0)
     resp, _ = _mixture.normalise_log_rows(_log_joint(y.astype(float), log_factorials, params))
@@ -117,7 +108,7 @@ def m_step(data, resp) -> dict:
 
     :math:`w_j = \\frac1n\\sum_i r_{ij}`, :math:`\\lambda_j = \\sum_i r_{ij} y_i / \\sum_i r_{ij}`.
     """
-    y = as_counts(data, name="Poisson mixture counts").astype(float)
+    y = as_counts(data, name=_DATA_NAME).astype(float)
     resp = _mixture.check_resp(resp, y.size)
     size = resp.sum(axis=0)
     return {"weights": size / y.size, "means": (y @ resp) / size}
@@ -130,13 +121,12 @@ def loglik(data, params) -> float:
 
 def _starts(y: np.ndarray, k: int, n_init: int, seed) -> list[dict]:
     """A quantile start plus ``n_init - 1`` random ones (means drawn from the data)."""
-    quantiles = np.quantile(y, (np.arange(k) + 0.5) / k) + 0.1 * np.arange(k)
-    starts = [{"weights": np.full(k, 1 / k), "means": np.maximum(quantiles, 0.05)}]
-    rng = np.random.default_rng(seed)
-    for _ in range(n_init - 1):
-        means = rng.choice(y, size=k, replace=False) + rng.uniform(0.05, 0.5, size=k)
-        starts.append({"weights": rng.dirichlet(np.full(k, 5.0)), "means": means})
-    return starts
+    return _mixture.count_starts(y, k, n_init, seed)
+
+
+_SPEC = _mixture.Spec(
+    MODEL, lambda data: as_counts(data, name=_DATA_NAME), _prepare, _check_params, _starts
+)
 
 
 def fit(
@@ -179,13 +169,6 @@ def fit(
     >>> [round(float(w), 4) for w in result.params["weights"]]
     [0.3599, 0.6401]
     """
-    y = as_counts(data, name="Poisson mixture counts")
-    k = check_k(k, y)
-    prepared = _prepare(y)
-    if init is not None:
-        starts = [_check_params(init, k)]
-    else:
-        starts = _starts(y.astype(float), k, _mixture.n_starts(n_init), seed)
-    return run(
-        MODEL, prepared, starts, tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol
-    )
+    options = dict(tol=tol, max_iter=max_iter, accelerate=accelerate, xtol=xtol)
+    result, _ = _mixture.fit(_SPEC, data, k, init=init, n_init=n_init, seed=seed, **options)
+    return result
