@@ -226,22 +226,76 @@ def _trigamma_ratio_grouped(y, t, group) -> np.ndarray:
     return _grouped_ratio(y, t, group, _trigamma, _trigamma_ratio_asymptotic)
 
 
-def _log_root(
+def log_scale_derivatives(theta, first, second):
+    """Derivatives in :math:`x = \\log\\theta` from derivatives in θ (the chain rule).
+
+    For :math:`g(x) = G(e^x)` with :math:`\\theta = e^x`,
+
+    .. math:: \\frac{dg}{dx} = \\theta\\, G'(\\theta), \\qquad
+              \\frac{d^2 g}{dx^2} = \\theta\\, G'(\\theta) + \\theta^2 G''(\\theta).
+
+    The root finders work in log θ (θ spans many orders of magnitude and must stay
+    positive); the scores are easiest to write in θ.
+
+    Parameters
+    ----------
+    theta : ndarray
+        θ > 0.
+    first, second : ndarray
+        :math:`G'(\\theta)` and :math:`G''(\\theta)`.
+
+    Returns
+    -------
+    d1, d2 : ndarray
+        :math:`dg/dx` and :math:`d^2g/dx^2` at :math:`x = \\log\\theta`.
+    """
+    d1 = theta * first
+    return d1, d1 + theta * theta * second
+
+
+def log_scale_root(
     func, x0, *, x_alt=None, active=None, lower=_LOG_THETA_MIN, upper=_LOG_THETA_MAX, max_steps=200
 ):
-    """Root of per-group functions of a log-scale variable, by safeguarded Newton.
+    """Roots of many functions of a log-scale variable at once, by safeguarded Newton.
 
-    ``func(x, live) -> (g, dg)`` for every group at once (``live``, a boolean mask, marks
-    the groups still iterating: only their entries need be computed, the others' values are
-    ignored, so a few slow roots do not cost a pass over every group's data); each g is
-    positive left of its root
-    and negative right of it (a maximum of the objective whose derivative g is). Newton
-    steps are limited to a factor e² in the original scale; once a sign change brackets
-    the root, a Newton step leaving the bracket is replaced by bisection. A root beyond
-    ``[lower, upper]`` is clipped to the nearer end. ``x_alt`` is a second start (e.g. a
-    moment estimate beside the previous iterate): it is evaluated first, narrows the
-    bracket, and replaces ``x0`` when it lies between ``x0`` and the root. Groups outside
-    ``active`` (a boolean mask) keep ``x0``.
+    For every group j solve :math:`g_j(x) = 0`, where :math:`g_j` is positive left of its
+    root and negative right of it (the derivative of a function with one maximum, such
+    as the profile log-likelihood in :math:`x = \\log\\theta`). From :math:`x_0` each step is
+
+    .. math:: x \\leftarrow x + \\operatorname{clip}\\bigl(-g_j(x) / g_j'(x), -2, 2\\bigr)
+
+    (a factor at most :math:`e^2` in the original scale; where :math:`g_j' \\ge 0` or the
+    step is not finite, a step of 2 in the direction of the sign of :math:`g_j`). Every
+    point evaluated narrows the bracket :math:`[lo_j, hi_j]` (:math:`g_j > 0` at lo,
+    :math:`< 0` at hi); once both ends are finite, a Newton step that leaves the bracket is
+    replaced by bisection, so the iteration cannot cycle. A group stops when its step, or
+    its bracket, is below ``1e-10`` × max(1, |x|) (:data:`_ROOT_XTOL`), or when
+    :math:`g_j(x) = 0`.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(x, live) -> (g, dg)``, the values and derivatives for every group at once.
+        ``live`` (a boolean mask) marks the groups still iterating: only their entries need
+        be computed, the others' are ignored, so a few slow roots do not cost a pass over
+        every group's data.
+    x0 : ndarray
+        Starting points, one per group.
+    x_alt : ndarray, optional
+        A second start (e.g. a moment estimate beside the previous iterate): evaluated
+        first, it narrows the bracket and replaces ``x0`` where it lies between ``x0`` and
+        the root.
+    active : ndarray of bool, optional
+        Groups to solve; the others keep ``x0`` (clipped to the bounds).
+    lower, upper : float
+        Bounds on x: a root beyond them is clipped to the nearer end.
+    max_steps : int
+        Most Newton steps.
+
+    Returns
+    -------
+    ndarray
+        The roots, one per group.
     """
     x = np.clip(np.asarray(x0, dtype=float), lower, upper)
     lo = np.full_like(x, -np.inf)
@@ -276,6 +330,10 @@ def _log_root(
         if done.all():
             break
     return x
+
+
+#: The former name, which :mod:`emlib.zinb` still imports.
+_log_root = log_scale_root
 
 
 def weighted_fit(y, w, group, n_groups, *, s=None, theta_start=None, mu_start=None, cycles=None):
@@ -359,9 +417,11 @@ def _profile_theta(y, w, group, n_groups, mu, total_w, theta_start):
         g1 = g1 - total_w * np.log1p(mu / t)
         h1 = _group_sum(ws * _trigamma_ratio_grouped(ys, t, gs), gs, n_groups)
         h1 = h1 + total_w * mu / (t * (t + mu))
-        return t * g1, t * g1 + t * t * h1
+        return log_scale_derivatives(t, g1, h1)
 
-    root = _log_root(score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over)
+    root = log_scale_root(
+        score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over
+    )
     theta[over] = np.exp(root[over])
     return theta
 
@@ -426,7 +486,7 @@ def _conditional_mu(y, w, group, n_groups, s, theta, mu, poisson_mu):
         )
 
     x0 = np.log(np.where(np.isfinite(mu) & (mu > 0), mu, poisson_mu))
-    root = _log_root(score, x0, lower=-700.0, upper=700.0)
+    root = log_scale_root(score, x0, lower=-700.0, upper=700.0)
     return np.where(finite, np.exp(root), poisson_mu)
 
 
@@ -455,8 +515,10 @@ def _conditional_theta(y, w, group, n_groups, s, mu, theta):
         )
         g1 = _group_sum(ws * g_entries, gs, n_groups)
         h1 = _group_sum(ws * h_entries, gs, n_groups)
-        return t * g1, t * g1 + t * t * h1
+        return log_scale_derivatives(t, g1, h1)
 
-    root = _log_root(score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over)
+    root = log_scale_root(
+        score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over
+    )
     out[over] = np.exp(root[over])
     return out
