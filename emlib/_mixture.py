@@ -27,6 +27,11 @@ from emlib._validation import (
 )
 from emlib.em import EMModel, EMResult, run
 
+#: Starts per fit of a 1-D mixture when no ``init`` is given (one at the quantiles, the
+#: rest random): a mixture likelihood has local maxima, and a few starts are cheap on a
+#: frequency table or a single column.
+DEFAULT_N_INIT = 4
+
 
 def check_params(params, names: tuple[str, ...], k: int | None = None) -> dict:
     """Validate a mixture's parameters: ``weights`` first, then per-component arrays."""

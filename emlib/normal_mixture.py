@@ -237,7 +237,7 @@ def fit(
     max_iter: int = DEFAULT_MAX_ITER,
     accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
-    n_init: int = 4,
+    n_init: int = _mixture.DEFAULT_N_INIT,
     seed=0,
     xtol: float | None = None,
 ) -> EMResult:
