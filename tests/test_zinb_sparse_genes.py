@@ -209,3 +209,18 @@ def test_ridge_gene_with_size_factors_is_fast():
     assert fit.converged
     assert fit.n_iter <= MAX_N_ITER
     assert fit.params["theta"] == pytest.approx(oracle[2], rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1, 1, 1, 1, 1, 2, 2, 3, 3, 5], [3, 3], [1, 5]],
+    ids=["stopped short", "stopped short 2", "10,243 evaluations"],
+)
+def test_converged_only_at_the_maximum(values):
+    """Among 50,000 cells: the previous code said converged after 7 evaluations at ℓ 0.34
+    below the maximum (π̂ 0.49 on the log-series ridge, where the steps in μ ~ 1e-4 are
+    tiny in the stopping rule's absolute measure), and needed 10,243 for [1, 5]."""
+    y = _gene(values, n=50_000)
+    fit = zinb.fit(y)
+    oracle = _oracle(y)
+    _check(fit, oracle, _loglik_function(y, None))
