@@ -332,10 +332,6 @@ def log_scale_root(
     return x
 
 
-#: The former name, which :mod:`emlib.zinb` still imports.
-_log_root = log_scale_root
-
-
 def weighted_fit(y, w, group, n_groups, *, s=None, theta_start=None, mu_start=None, cycles=None):
     """Maximise :math:`\\sum_i w_i \\log f(y_i; s_i μ_g, θ_g)` over (μ_g, θ_g) for every group g.
 

@@ -716,7 +716,7 @@ def _scaled_mu_block(d: _Scaled, w, mu, theta):
 
     With u = y + θw (w = 1 on positives, 1 − share on zeros) and r = sμ/(θ + sμ) the score
     in log μ is Σ y − Σ u r, decreasing in log μ: its root by the safeguarded Newton of
-    :func:`emlib._negbin._log_root`. At θ = ∞ the Poisson's closed form Σ y / Σ w s.
+    :func:`emlib._negbin.log_scale_root`. At θ = ∞ the Poisson's closed form Σ y / Σ w s.
     """
     finite, _, safe = _theta_parts(theta)
     denominator = d.pos_s_sum + _seg_sum(w * d.zero_s, d.zero_seg)
@@ -745,7 +745,7 @@ def _scaled_mu_block(d: _Scaled, w, mu, theta):
         return d.total - first, -second
 
     x0 = np.log(np.where(np.isfinite(mu) & (mu > 0), mu, out))
-    root = _negbin._log_root(score, x0, active=finite, lower=-700.0, upper=700.0)
+    root = _negbin.log_scale_root(score, x0, active=finite, lower=-700.0, upper=700.0)
     return np.where(finite, np.exp(root), out)
 
 
@@ -797,9 +797,9 @@ def _scaled_theta_block(d: _Scaled, w, mu, theta):
             ci *= inv
             inv *= wm
             h1 += _seg_sum(inv, start) / t - _seg_sum(ci, start)
-        return t * g1, t * g1 + t * t * h1
+        return _negbin.log_scale_derivatives(t, g1, h1)
 
-    root = _negbin._log_root(
+    root = _negbin.log_scale_root(
         score, np.where(over, x0, 0.0), x_alt=np.where(over, x_alt, 0.0), active=over
     )
     out[over] = np.exp(root[over])

@@ -104,10 +104,6 @@ def test_closed_form_roots_bounds_and_inactive_groups():
     assert got[5] == x0[5]  # inactive: kept
 
 
-def test_old_name_is_an_alias():
-    assert _negbin._log_root is _negbin.log_scale_root
-
-
 def nb_loglik(y, mu, theta):
     return float(np.sum(stats.nbinom.logpmf(y, theta, theta / (theta + mu))))
 
