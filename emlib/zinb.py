@@ -963,13 +963,18 @@ def _scaled_fused(d: _Scaled, mu, theta, pi):
     return ll, grad, hess, dphi
 
 
+#: The floor of the default start's θ (:func:`default_init`); :func:`_fit_start` reads a
+#: θ on it as the mark of a very sparse gene's ridge start.
+_THETA_FLOOR = 0.01
+
+
 def _scaled_moment_start(d: _Scaled, second, pi):
     """μ and θ matching E y = (1 − π)sμ and E y(y − 1) = (1 − π)s²μ²(1 + 1/θ) at a given π."""
     mu = d.total / ((1.0 - pi) * d.s.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_theta = second / ((1.0 - pi) * mu**2 * np.dot(d.s, d.s)) - 1.0
         theta = np.where(inv_theta > 0, 1.0 / inv_theta, 1e4)
-    return mu, np.clip(theta, 0.01, 1e4)
+    return mu, np.clip(theta, _THETA_FLOOR, 1e4)
 
 
 def _scaled_default_init(d: _Scaled):
@@ -1233,7 +1238,7 @@ def _default_init(d: _Data):
     excess_var = second - mean**2 - mean
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(excess_var > 0, mean**2 / excess_var, 1e4)
-    theta = np.clip(theta, 0.01, 1e4)
+    theta = np.clip(theta, _THETA_FLOOR, 1e4)
     zeros = np.bincount(d.gene[d.zero], weights=d.mult[d.zero], minlength=g) / n
     f0 = np.exp(_negbin.log_zero_probability(mean, theta))
     pi = np.clip((zeros - f0) / (1 - f0), 0.01, 0.9)
@@ -1243,8 +1248,6 @@ def _default_init(d: _Data):
 #: A gene with at most this many positive counts also gets the hurdle starts of
 #: :func:`_fit_start` (the default start is kept for every other gene).
 SPARSE_NONZEROS = 50
-#: The floor of the default start's θ (:func:`default_init`).
-_THETA_FLOOR = 0.01
 #: The θ of the hurdle starts.
 _HURDLE_THETAS = (0.1, 1.0, 10.0, 1e4)
 
