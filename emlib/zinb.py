@@ -63,7 +63,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse
-from scipy.special import gammaln
+from scipy.special import gammaln, lambertw
 
 from emlib import _negbin, convergence, stopping
 from emlib._validation import check_init_keys
@@ -1264,20 +1264,13 @@ def _positive_summary(d: _Data):
 
 
 def _truncated_poisson_mean(mean_positive: np.ndarray) -> np.ndarray:
-    """The μ > 0 with μ / (1 − e^{−μ}) = ``mean_positive`` (> 1): the zero-truncated Poisson.
+    """The μ > 0 with μ / (1 − e^{−μ}) = ``mean_positive`` = m (> 1): the zero-truncated Poisson.
 
-    The left side is increasing and convex in μ, from 1 at μ = 0, so Newton from the
-    right of the root (μ = the mean itself) decreases monotonically to it.
+    With w = μ − m the equation reads w e^{w} = −m e^{−m}, so μ = m + W₀(−m e^{−m}), W₀ the
+    principal branch of Lambert's W (the other real branch gives the root μ = 0).
     """
-    mu = mean_positive.copy()
-    for _ in range(100):
-        e = np.exp(-mu)
-        g = mu - mean_positive * (1.0 - e)
-        step = g / (1.0 - mean_positive * e)
-        mu = mu - step
-        if np.all(np.abs(step) <= 1e-12 * mu):
-            break
-    return mu
+    m = np.asarray(mean_positive, dtype=float)
+    return m + lambertw(-m * np.exp(-m)).real
 
 
 def _fit_start(d: _Data):
