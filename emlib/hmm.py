@@ -285,6 +285,21 @@ def _check_params(params, emission: str, k: int | None = None) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
+def _half_squares(d: _Data, params, out: np.ndarray) -> np.ndarray:
+    """(y_t - μ_j)² / (2σ_j²) into ``out`` (K, L, B), one state's row at a time.
+
+    The difference first, so that nothing cancels as in a quadratic y² a + y b + c.
+    """
+    scale = np.sqrt(0.5 / params["variances"])
+    y = d.y_blocks
+    for j, mean in enumerate(params["means"]):
+        row = out[j]
+        np.subtract(y, mean, out=row)
+        row *= scale[j]
+        np.square(row, out=row)
+    return out
+
+
 def _log_emission(d: _Data, params, *, full: bool = False, out=None) -> np.ndarray:
     """log f_j(y_t) up to a term common to all states, state-major (K, L, B); 0 on the padding.
 
@@ -309,17 +324,11 @@ def _log_emission(d: _Data, params, *, full: bool = False, out=None) -> np.ndarr
         if full:
             out -= gammaln(y + 1.0)
     else:
-        mean, var = params["means"], params["variances"]
-        # -(y - μ)²/(2σ²) - log(σ²)/2, one state's row at a time (contiguous passes): the
-        # difference first, so that nothing cancels as in a quadratic y² a + y b + c.
-        scale = np.sqrt(0.5 / var)
-        half_log_var = 0.5 * np.log(var) + (0.5 * _LOG_2PI if full else 0.0)
+        # -(y - μ)²/(2σ²) - log(σ²)/2, one state's row at a time (contiguous passes).
+        _half_squares(d, params, out)
+        half_log_var = 0.5 * np.log(params["variances"]) + (0.5 * _LOG_2PI if full else 0.0)
         for j in range(k):
-            row = out[j]
-            np.subtract(y, mean[j], out=row)
-            row *= scale[j]
-            np.square(row, out=row)
-            np.subtract(-half_log_var[j], row, out=row)
+            np.subtract(-half_log_var[j], out[j], out=out[j])
     l_, b = d.last
     out[:, l_ + 1 :, b] = 0.0
     return out
@@ -365,14 +374,8 @@ def _emission_factors(d: _Data, params):
             return None, -np.inf, None
         log_b -= top
         return np.exp(log_b, out=log_b), log_top, None
-    mean, var = params["means"], params["variances"]
-    scale = np.sqrt(0.5 / var)
-    y = d.y_blocks
-    for j in range(k):
-        row = emis[j]
-        np.subtract(y, mean[j], out=row)
-        row *= scale[j]
-        np.square(row, out=row)
+    var = params["variances"]
+    _half_squares(d, params, emis)
     l_, b = d.last
     emis[:, l_ + 1 :, b] = 0.0
     low = d.buffer("top", (d.L, d.B))
