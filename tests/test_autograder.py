@@ -605,3 +605,60 @@ def test_real_chapter_feedback_never_shows_hidden_tests(real_chapter):
     (path,) = (out / "feedback").rglob("*.html")
     text = _text(path)
     assert secret and not [line for line in secret if line in text]
+
+
+# --- The records' fixed points: what the grader keys on and writes --------------------------
+
+#: The fingerprint of :func:`_fixed_task`'s files and :data:`_FIXED_SETTINGS`, recorded from the
+#: grader before its records (the task and settings were dicts then). A different value would
+#: make every saved result look stale: a rerun would regrade the whole class.
+_FIXED_FINGERPRINT = "66d3fffe6fd48c3b85c2674b4c59bb3f29c876d859434521469d01276c459acc"
+_FIXED_SETTINGS = {
+    "timeout": 5,
+    "notebook_timeout": 30,
+    "memory_limit": None,
+    "sandbox": True,
+    "seed_key": "ab" * 32,
+}
+
+
+def _fixed_task(tmp: Path) -> dict:
+    """A submission and a course with fixed files (the fingerprint reads their bytes)."""
+    folder = tmp / "class" / "alice" / "toy"
+    (folder / "data").mkdir(parents=True)
+    (folder / "toy.ipynb").write_bytes(b'{"cells": []}\n')
+    (folder / "data" / "x.csv").write_bytes(b"a,b\n1,2\n")
+    source = tmp / "course" / "solutions" / "toy"
+    source.mkdir(parents=True)
+    (source / "toy.ipynb").write_bytes(b'{"cells": ["solution"]}\n')
+    return {
+        "student": "alice",
+        "assignment": "toy",
+        "folder": str(folder),
+        "notebooks": ["toy"],
+        "course": str(tmp / "course"),
+    }
+
+
+def _fingerprint_of_dicts(task: dict, settings: dict) -> str:
+    """The grader's fingerprint as it was computed from dicts (the reference)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for root in (Path(task["folder"]), Path(task["course"]) / "solutions" / task["assignment"]):
+        if root.is_dir():
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                h.update(str(path.relative_to(root)).encode() + b"\0")
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+        h.update(b"\1")
+    return h.hexdigest()
+
+
+def test_the_fingerprint_of_a_fixed_task_and_settings_never_changes(tmp_path):
+    from autograder.grade import fingerprint
+
+    task = _fixed_task(tmp_path)
+    reference = _fingerprint_of_dicts(task, _FIXED_SETTINGS)
+    assert reference == _FIXED_FINGERPRINT
+    assert fingerprint(task, _FIXED_SETTINGS) == reference
