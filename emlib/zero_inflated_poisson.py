@@ -103,7 +103,7 @@ def _m_step(c: _Counts, structural_zeros: float):
 
 
 MODEL = EMModel(
-    name="zip",
+    name="zero_inflated_poisson",
     e_step=_e_step,
     m_step=_m_step,
     pack=lambda p: np.array([p["lam"], p["pi"]]),

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import emlib
-from emlib import convergence, linkage, moth
-from emlib import zip as zip_model
+from emlib import convergence, linkage, moth, zero_inflated_poisson
 from emlib.convergence import ConvergenceWarning, MonotonicityError
 from emlib.em import EMModel, run
 
@@ -218,7 +217,7 @@ def test_non_converged_fit_warns_with_the_remedies():
     rng = np.random.default_rng(3)
     y = np.where(rng.random(500) < 0.3, 0, rng.poisson(2.0, 500))
     with pytest.warns(ConvergenceWarning, match="max_iter") as record:
-        result = zip_model.fit(y, max_iter=2, tol=1e-14)
+        result = zero_inflated_poisson.fit(y, max_iter=2, tol=1e-14)
     assert not result.converged
     assert result.n_iter == 2
     message = str(record[0].message)
@@ -314,7 +313,7 @@ def test_hessian_of_a_quadratic_in_three_dimensions():
         (lambda: linkage.fit(), ["theta"]),
         (lambda: moth.fit(), ["p_C", "p_I", "p_T"]),
         (
-            lambda: zip_model.fit(
+            lambda: zero_inflated_poisson.fit(
                 np.where(np.random.default_rng(0).random(300) < 0.3, 0, 2 + np.arange(300) % 4)
             ),
             ["lam", "pi"],

@@ -25,9 +25,9 @@ from emlib import (
     normal_mixture,
     poisson_mixture,
     stopping,
+    zero_inflated_poisson,
     zinb,
 )
-from emlib import zip as zip_model
 from emlib.em import EMModel, run
 
 from .test_linkage import quadratic_root
@@ -135,7 +135,7 @@ def test_a_tiny_tol_still_ends_converged_at_rounding_level():
     for fit in (
         moth.fit(tol=1e-15, max_iter=200),
         linkage.fit(tol=1e-14),
-        zip_model.fit(np.r_[np.zeros(40), np.arange(60) % 5], tol=0.0),
+        zero_inflated_poisson.fit(np.r_[np.zeros(40), np.arange(60) % 5], tol=0.0),
         moth.fit(tol=0.0, accelerate=None),
     ):
         assert fit.converged
@@ -157,10 +157,10 @@ def test_default_moth_and_linkage_fits_match_the_closed_forms():
 def test_default_zip_fit_matches_direct_maximisation():
     rng = np.random.default_rng(3)
     y = np.where(rng.random(800) < 0.25, 0, rng.poisson(1.7, 800))
-    fit = zip_model.fit(y)
+    fit = zero_inflated_poisson.fit(y)
 
     def negative(v):
-        return -zip_model.loglik(y, {"lam": v[0], "pi": v[1]})
+        return -zero_inflated_poisson.loglik(y, {"lam": v[0], "pi": v[1]})
 
     opt = minimize(negative, [1.5, 0.2], method="Nelder-Mead", options={"xatol": 1e-11})
     opt = minimize(negative, opt.x, method="BFGS", options={"gtol": 1e-9})
@@ -281,7 +281,7 @@ def test_one_gene_fit_equals_the_matrix_fit():
 FITS = [
     lambda **kw: moth.fit(**kw),
     lambda **kw: linkage.fit(**kw),
-    lambda **kw: zip_model.fit(boundary_counts(), **kw),
+    lambda **kw: zero_inflated_poisson.fit(boundary_counts(), **kw),
     lambda **kw: poisson_mixture.fit(poisson_mixture.hasselblad_data(), k=2, n_init=1, **kw),
     lambda **kw: normal_mixture.fit(mixture_rate_08(), k=3, n_init=1, **kw),
     lambda **kw: nb_mixture.fit(boundary_counts(), k=2, n_init=1, **kw),
@@ -326,10 +326,12 @@ def test_converged_fits_agree_with_a_tight_fit_to_tol(
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = zip_model.fit(y, tol=tol, init={"lam": lam0, "pi": pi0}, accelerate=accelerate)
+        fit = zero_inflated_poisson.fit(
+            y, tol=tol, init={"lam": lam0, "pi": pi0}, accelerate=accelerate
+        )
     if not fit.converged:
         return
-    ref = tight(zip_model.fit, y, init={"lam": lam0, "pi": pi0})
+    ref = tight(zero_inflated_poisson.fit, y, init={"lam": lam0, "pi": pi0})
     a, b = flat(fit.params), flat(ref.params)
     # Aitken's bound is an estimate: allow a factor 10.
     assert np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b))) <= 10 * tol

@@ -18,8 +18,7 @@ from scipy.special import expit, gammaln, logit
 from statsmodels.discrete.count_model import ZeroInflatedNegativeBinomialP
 
 import emlib
-from emlib import zinb
-from emlib import zip as zip_model
+from emlib import zero_inflated_poisson, zinb
 
 
 def simulate(n, mu, theta, pi, seed, size_factors=None):
@@ -375,7 +374,7 @@ def test_poisson_data_fit_theta_infinite_and_equal_zip():
     """Underdispersed-after-inflation data: θ̂ = ∞, and the fit is the ZIP fit."""
     y = simulate(3000, 2.5, np.inf, 0.3, seed=9)
     result = zinb.fit(y, tol=1e-13, accelerate="squarem")
-    zip_fit = zip_model.fit(y, tol=1e-13)
+    zip_fit = zero_inflated_poisson.fit(y, tol=1e-13)
     if np.isinf(result.params["theta"]):
         assert result.params["mu"] == pytest.approx(zip_fit.params["lam"], rel=1e-6)
         assert result.params["pi"] == pytest.approx(zip_fit.params["pi"], rel=1e-5)

@@ -1,4 +1,4 @@
-"""Zero-inflated Poisson: emlib.zip against statsmodels, scipy.stats and direct maximisation.
+"""emlib.zero_inflated_poisson against statsmodels, scipy.stats and direct maximisation.
 
 Every expected value here comes from outside emlib: statsmodels' ``ZeroInflatedPoisson``
 (a Newton/BFGS fit on the logit/log scale), scipy.stats' Poisson log-pmf, Bayes' rule and
@@ -14,7 +14,7 @@ from scipy.special import expit, logit
 from statsmodels.discrete.count_model import ZeroInflatedPoisson
 from statsmodels.tools.numdiff import approx_hess3
 
-from emlib import zip as zip_model
+from emlib import zero_inflated_poisson
 
 
 def simulate(n, lam, pi, seed):
@@ -84,7 +84,7 @@ def statsmodels_fit(zip_data):
 
 @pytest.fixture(scope="module")
 def emlib_fit(zip_data):
-    return zip_model.fit(zip_data, tol=1e-14)
+    return zero_inflated_poisson.fit(zip_data, tol=1e-14)
 
 
 # --------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_standard_errors_match_analytic_observed_information(emlib_fit, zip_data
 
 
 def test_squarem_matches_statsmodels(zip_data, statsmodels_fit):
-    result = zip_model.fit(zip_data, tol=1e-14, accelerate="squarem")
+    result = zero_inflated_poisson.fit(zip_data, tol=1e-14, accelerate="squarem")
     np.testing.assert_allclose(result.params["lam"], np.exp(statsmodels_fit["log_lam"]), rtol=1e-5)
     np.testing.assert_allclose(result.params["pi"], expit(statsmodels_fit["logit_pi"]), rtol=1e-5)
 
@@ -140,7 +140,7 @@ def test_loglik_equals_scipy_stats_at_random_params(zip_data):
         lam = rng.uniform(0.05, 15.0)
         pi = rng.uniform(0.0, 0.99)
         expected = scipy_loglik(zip_data, lam, pi)
-        assert zip_model.loglik(zip_data, {"lam": lam, "pi": pi}) == pytest.approx(
+        assert zero_inflated_poisson.loglik(zip_data, {"lam": lam, "pi": pi}) == pytest.approx(
             expected, rel=1e-12, abs=1e-9
         )
 
@@ -148,7 +148,7 @@ def test_loglik_equals_scipy_stats_at_random_params(zip_data):
 def test_loglik_at_pi_zero_is_the_poisson_loglik():
     y = np.array([0, 1, 1, 2, 3, 5, 8])
     expected = stats.poisson.logpmf(y, 2.2).sum()
-    assert zip_model.loglik(y, {"lam": 2.2, "pi": 0.0}) == pytest.approx(
+    assert zero_inflated_poisson.loglik(y, {"lam": 2.2, "pi": 0.0}) == pytest.approx(
         expected, rel=1e-13, abs=0
     )
 
@@ -170,7 +170,7 @@ def test_e_step_is_bayes_rule():
         prior_poisson = (1 - pi) * stats.poisson.pmf(y, lam)
         prior_structural = pi * (y == 0)
         expected = prior_structural / (prior_structural + prior_poisson)
-        got = zip_model.e_step(y, {"lam": lam, "pi": pi})
+        got = zero_inflated_poisson.e_step(y, {"lam": lam, "pi": pi})
         assert got.shape == y.shape
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
         assert np.all(got[y > 0] == 0)
@@ -180,7 +180,7 @@ def test_m_step_is_the_weighted_formulas():
     rng = np.random.default_rng(12)
     y = simulate(200, lam=3.1, pi=0.25, seed=4)
     resp = np.where(y == 0, rng.random(y.size), 0.0)
-    got = zip_model.m_step(y, resp)
+    got = zero_inflated_poisson.m_step(y, resp)
     assert got["pi"] == pytest.approx(sum(resp) / len(resp), rel=1e-13, abs=0)
     expected_lam = sum((1 - r) * v for r, v in zip(resp, y, strict=True)) / sum(1 - resp)
     assert got["lam"] == pytest.approx(expected_lam, rel=1e-13, abs=0)
@@ -205,7 +205,7 @@ def test_m_step_maximises_expected_complete_loglik():
         bounds=[(1e-6, 50.0), (1e-9, 1 - 1e-9)],
         options={"ftol": 1e-15, "gtol": 1e-10},
     )
-    got = zip_model.m_step(y, resp)
+    got = zero_inflated_poisson.m_step(y, resp)
     np.testing.assert_allclose([got["lam"], got["pi"]], opt.x, rtol=1e-5)
     assert -negative_q([got["lam"], got["pi"]]) >= -opt.fun - 1e-9
 
@@ -219,7 +219,7 @@ def test_no_zeros_sends_pi_to_zero():
     rng = np.random.default_rng(21)
     y = rng.poisson(3.0, 500)
     y = y[y > 0]
-    result = zip_model.fit(y)
+    result = zero_inflated_poisson.fit(y)
     assert result.converged
     assert result.params["pi"] < 1e-6
     assert result.params["lam"] == pytest.approx(y.mean(), rel=1e-8)
@@ -228,7 +228,7 @@ def test_no_zeros_sends_pi_to_zero():
 
 def test_only_zeros_is_rejected():
     with pytest.raises(ValueError, match="every count is zero"):
-        zip_model.fit(np.zeros(50, dtype=int))
+        zero_inflated_poisson.fit(np.zeros(50, dtype=int))
 
 
 def test_fewer_zeros_than_poisson_goes_to_the_boundary():
@@ -236,7 +236,7 @@ def test_fewer_zeros_than_poisson_goes_to_the_boundary():
     rng = np.random.default_rng(22)
     y = rng.binomial(10, 0.3, 500)
     assert np.mean(y == 0) < np.exp(-y.mean())  # fewer zeros than a Poisson would give
-    result = zip_model.fit(y)
+    result = zero_inflated_poisson.fit(y)
     assert result.params["pi"] < 1e-4
     assert result.params["lam"] == pytest.approx(y.mean(), rel=1e-4)
 
@@ -268,7 +268,7 @@ def test_fewer_zeros_than_poisson_goes_to_the_boundary():
 def test_em_is_monotone_and_squarem_finds_the_same_fixed_point(seed, n, lam, pi, lam0, pi0):
     y = simulate(n, lam, pi, seed)
     init = {"lam": lam0, "pi": pi0}
-    plain = zip_model.fit(y, init=init, tol=1e-14, max_iter=100_000)
+    plain = zero_inflated_poisson.fit(y, init=init, tol=1e-14, max_iter=100_000)
     assert plain.converged
 
     history = plain.loglik_history
@@ -279,7 +279,9 @@ def test_em_is_monotone_and_squarem_finds_the_same_fixed_point(seed, n, lam, pi,
     np.testing.assert_allclose(recomputed, history, rtol=1e-10)
     assert np.all(np.diff(recomputed) >= -1e-9 * np.abs(recomputed[:-1]))
 
-    fast = zip_model.fit(y, init=init, tol=1e-14, max_iter=100_000, accelerate="squarem")
+    fast = zero_inflated_poisson.fit(
+        y, init=init, tol=1e-14, max_iter=100_000, accelerate="squarem"
+    )
     assert fast.converged
     assert fast.loglik == pytest.approx(plain.loglik, abs=1e-8)
     # Plain EM stops on the log-likelihood, which is flat at the maximum, so when it
@@ -317,9 +319,9 @@ GOOD = [0, 0, 1, 2, 3, 0, 4]
 )
 def test_bad_data_is_rejected(data, message):
     with pytest.raises(ValueError, match=message):
-        zip_model.fit(data)
+        zero_inflated_poisson.fit(data)
     with pytest.raises(ValueError, match=message):
-        zip_model.loglik(data, {"lam": 1.0, "pi": 0.2})
+        zero_inflated_poisson.loglik(data, {"lam": 1.0, "pi": 0.2})
 
 
 @pytest.mark.parametrize(
@@ -338,13 +340,13 @@ def test_bad_data_is_rejected(data, message):
 )
 def test_bad_init_is_rejected(init, message):
     with pytest.raises(ValueError, match=message):
-        zip_model.fit(GOOD, init=init)
+        zero_inflated_poisson.fit(GOOD, init=init)
 
 
 def test_impossible_start_is_rejected():
     # π = 1 puts all mass on zero, so the positive counts have probability zero.
     with pytest.raises(ValueError, match="impossible"):
-        zip_model.fit(GOOD, init={"lam": 1.0, "pi": 1.0})
+        zero_inflated_poisson.fit(GOOD, init={"lam": 1.0, "pi": 1.0})
 
 
 @pytest.mark.parametrize(
@@ -358,18 +360,18 @@ def test_impossible_start_is_rejected():
 )
 def test_bad_options_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        zip_model.fit(GOOD, **kwargs)
+        zero_inflated_poisson.fit(GOOD, **kwargs)
 
 
 def test_bad_resp_is_rejected():
     with pytest.raises(ValueError, match="shape"):
-        zip_model.m_step(GOOD, [0.5, 0.5])
+        zero_inflated_poisson.m_step(GOOD, [0.5, 0.5])
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
-        zip_model.m_step(GOOD, [1.5, 0, 0, 0, 0, 0, 0])
+        zero_inflated_poisson.m_step(GOOD, [1.5, 0, 0, 0, 0, 0, 0])
 
 
 def test_e_step_with_no_inflation_and_huge_lambda():
     # With π = 0 there are no structural zeros: Bayes' rule gives posterior 0 for every y,
     # even when e^{−λ} underflows and the naive ratio would be 0/0 (a bug fixed in 34a6443).
-    got = zip_model.e_step([0, 3], {"lam": 800.0, "pi": 0.0})
+    got = zero_inflated_poisson.e_step([0, 3], {"lam": 800.0, "pi": 0.0})
     np.testing.assert_array_equal(got, [0.0, 0.0])
