@@ -27,9 +27,9 @@ from emlib._validation import (
 )
 from emlib.em import EMModel, EMResult, run
 
-#: Starts per fit of a 1-D mixture when no ``init`` is given (one at the quantiles, the
-#: rest random): a mixture likelihood has local maxima, and a few starts are cheap on a
-#: frequency table or a single column.
+#: Starts per fit of a 1-D mixture, and of a hidden Markov model (:mod:`emlib.hmm`), when
+#: no ``init`` is given (one at the quantiles, the rest random): their likelihoods have
+#: local maxima, and a few starts are cheap on a frequency table or a single column.
 DEFAULT_N_INIT = 4
 
 
