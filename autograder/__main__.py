@@ -91,14 +91,14 @@ def _command(args) -> int:
                 file=sys.stderr,
             )
             return 128 + stop.signum
-        flagged = sum(1 for r in results if r["flags"])
+        flagged = sum(1 for r in results if r.flags)
         print(f"{len(results)} graded ({flagged} flagged): {args.out / 'grades.csv'}")
     elif args.command == "report":
         from autograder import REPO
         from autograder.grade import finish
 
         results = finish(args.out, args.course or REPO, args.hand_grades)
-        pending = sum(r.get("pending", 0) for r in results)
+        pending = sum(r.pending for r in results)
         print(f"{len(results)} results; points pending hand grading: {pending:g}")
         print(args.out / "report.html")
     return 0

@@ -28,6 +28,7 @@ import tempfile
 import urllib.parse
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import nbformat
 
 from autograder import REPO, cells, config
 from autograder.collect import collect_zips
+from autograder.records import GradingTask, Result, Settings
 
 FLAGS = (
     "timeout",
@@ -69,7 +71,7 @@ def source_assignments(course: Path) -> dict[str, list[str]]:
 
 def tasks(
     folder: Path, course: Path, students=None, assignments=None, problems=None
-) -> list[dict]:
+) -> list[GradingTask]:
     """One task per student and assignment found (assignments nobody submitted are left out).
 
     ``problems`` (``{student: [notes]}``, from collecting zips) adds a flagged task for each
@@ -90,23 +92,23 @@ def tasks(
         if students and student not in students:
             continue
         for assignment in wanted:
-            task = {
-                "student": student,
-                "assignment": assignment,
-                "folder": str(folder / student / assignment),
-                "notebooks": known[assignment],
-                "course": str(course),
-            }
-            if student in problems and not (folder / student / assignment).is_dir():
-                task["problems"] = list(problems[student])
+            unusable = student in problems and not (folder / student / assignment).is_dir()
+            task = GradingTask(
+                student=student,
+                assignment=assignment,
+                folder=folder / student / assignment,
+                notebooks=tuple(known[assignment]),
+                course=Path(course),
+                problems=tuple(problems[student]) if unusable else (),
+            )
             out.append(task)
     return out
 
 
-def fingerprint(task: dict, settings: dict) -> str:
+def fingerprint(task: GradingTask, settings: Settings) -> str:
     """What a grade depends on: the submitted files, the assignment's source, the settings."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for root in (Path(task["folder"]), Path(task["course"]) / "solutions" / task["assignment"]):
+    h = hashlib.sha256(settings.canonical_json().encode())
+    for root in (Path(task.folder), Path(task.course) / "solutions" / task.assignment):
         if root.is_dir():
             for path in sorted(p for p in root.rglob("*") if p.is_file()):
                 h.update(str(path.relative_to(root)).encode() + b"\0")
@@ -166,13 +168,13 @@ def _quiet_gradebook() -> None:
     warnings.filterwarnings("ignore", category=SAWarning)
 
 
-def _scratch(course: str, assignment: str, settings: dict):
+def _scratch(course, assignment: str, settings: Settings):
     """This worker's scratch course for ``assignment``, released once.
 
     It holds nbgrader's release of the assignment (to compare submissions with), a
     gradebook for the feedback, the instructor's notebooks and the judge's namespaces.
     """
-    key = (course, assignment, json.dumps(settings, sort_keys=True))
+    key = (str(course), assignment, settings)
     if key in _SCRATCH:
         return _SCRATCH[key]
     from nbgrader.api import Gradebook
@@ -193,16 +195,16 @@ def _scratch(course: str, assignment: str, settings: dict):
         # What a kernel must not see, besides the repository's private folders and emlib.
         "SandboxKernelManager.hide": [
             str(Path(course).resolve() / "solutions"),
-            *settings["hide"],
+            *settings.hide,
         ],
     }
-    if settings.get("timeout"):
-        overrides["Execute.timeout"] = int(settings["timeout"])
-    if settings.get("notebook_timeout"):
-        overrides["GradingSession.notebook_timeout"] = int(settings["notebook_timeout"])
-    if settings.get("memory_limit"):
-        overrides["SandboxKernelManager.memory_limit"] = int(settings["memory_limit"])
-    if settings.get("sandbox") is False:
+    if settings.timeout:
+        overrides["Execute.timeout"] = int(settings.timeout)
+    if settings.notebook_timeout:
+        overrides["GradingSession.notebook_timeout"] = int(settings.notebook_timeout)
+    if settings.memory_limit:
+        overrides["SandboxKernelManager.memory_limit"] = int(settings.memory_limit)
+    if settings.sandbox is False:
         overrides["GradingExecute.sandbox"] = False
     cfg = config(**overrides)
     api = NbGraderAPI(config=cfg)
@@ -238,92 +240,98 @@ def _scratch(course: str, assignment: str, settings: dict):
 MAX_NOTEBOOK_BYTES = 20 * 1024**2
 
 
-def grade_one(task: dict, settings: dict) -> dict:
+def grade_one(task: GradingTask, settings: Settings) -> Result:
     """Grade one student's assignment in this worker; return the result (see module doc)."""
-    from autograder.feedback import offline
-    from autograder.submission import prepare
-
-    sc = _scratch(task["course"], task["assignment"], settings)
-    student, assignment = task["student"], task["assignment"]
-    alias = "s" + hashlib.sha256(student.encode()).hexdigest()[:16]  # glob- and path-safe
-    folder = Path(task["folder"])
-    flags: set[str] = {"unreadable"} if task.get("problems") else set()
+    sc = _scratch(task.course, task.assignment, settings)
+    grades = _zero_grades(sc)
+    flags: set[str] = {"unreadable"} if task.problems else set()
     notes: dict[str, str] = {}
-    grades: dict[str, dict] = {}
-    judged: dict[str, object] = {}
+    judged: dict[str, nbformat.NotebookNode] = {}
     for name, release in sc["release"].items():
-        grades[name] = {
-            gid: {"score": 0.0, "max_score": float(top), "needs_manual": False}
-            for gid, top in sc["max"][name].items()
-        }
-        path = folder / f"{name}.ipynb"
-        if task.get("problems"):
-            notes[name] = " ".join(task["problems"])
-            continue
-        if not path.is_file():
-            flags.add("missing")
-            notes[name] = f"No notebook {name}.ipynb was found in your submission."
-            continue
         try:
-            if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-                raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 1024**2} MiB")
-            raw = path.read_bytes()
-            nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
-            nbformat.validate(nb)
-        except Exception as error:  # invalid JSON, not a notebook, wrong schema, too large
-            flags.add("unreadable")
-            notes[name] = f"{name}.ipynb could not be read as a notebook ({error})."[:300]
+            nb, raw, found = _stage(task, name, release)
+            flags |= found
+            outcomes, found = _run_and_judge(sc, name, nb, task, settings, raw)
+        except _NotGraded as why:
+            flags |= why.flags
+            notes[name] = why.note
             continue
-        nb, nb_flags = prepare(nb, release)
-        flags |= nb_flags
-        try:
-            outcomes, run_flags = _run_and_judge(sc, name, nb, task, settings, raw)
-        except Exception as error:  # the kernel could not start: nothing was graded
-            flags.add("grading_error")
-            notes[name] = f"Grading {name}.ipynb failed: {type(error).__name__}: {error}"[:500]
-            continue
-        flags |= run_flags
+        flags |= found
         _score(grades[name], outcomes, sc["solution"][name], release, flags, nb)
         _verdicts(nb, outcomes, grades[name])
         judged[name] = nb
-    if any(g["needs_manual"] for nb in grades.values() for g in nb.values()):
-        flags.add("needs_manual")
+    _write_feedback(sc, task, judged, grades, notes)
+    return _result(task, grades, flags, notes)
 
-    out = Path(task["out"]) / "feedback" / student / assignment
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    pages = _feedback(sc, alias, assignment, judged, grades) if judged else {}
-    for name in sc["release"]:
-        if name in pages:  # MathJax (from OUT/feedback/.mathjax: autograder.feedback) only
-            nonce = secrets.token_urlsafe(16)
-            text = _with_csp(offline(pages[name], nonce), nonce)
-        else:
-            text = _with_csp(_plain_feedback(name, notes.get(name, "")))
-        (out / f"{name}.html").write_text(text)
 
-    score = sum(g["score"] for nb in grades.values() for g in nb.values())
-    top = sum(g["max_score"] for nb in grades.values() for g in nb.values())
+class _NotGraded(Exception):
+    """A notebook that earns nothing, with the flags it gets and the note its page shows."""
+
+    def __init__(self, note: str, *flags: str):
+        super().__init__(note)
+        self.note, self.flags = note, set(flags)
+
+
+def _zero_grades(sc) -> dict[str, dict[str, dict]]:
+    """``{notebook: {grade_id: grade}}`` at 0 points: a notebook that is not graded (missing,
+    unreadable, no kernel) keeps them, and every cell of the release is in the result."""
     return {
-        "student": student,
-        "assignment": assignment,
-        "score": round(score, 6),
-        "max_score": round(top, 6),
-        "flags": sorted(flags, key=FLAGS.index),
-        "grades": grades,
-        "notes": notes,
-        "log": "",
+        name: {
+            gid: {"score": 0.0, "max_score": float(top), "needs_manual": False}
+            for gid, top in sc["max"][name].items()
+        }
+        for name in sc["release"]
     }
 
 
-def _run_and_judge(sc, name, nb, task, settings, raw: bytes):
-    """Run ``nb`` in a sandboxed kernel and judge its tests; return outcomes and flags."""
+def _stage(task: GradingTask, name: str, release) -> tuple[nbformat.NotebookNode, bytes, set]:
+    """The submitted notebook ``name`` made ready to run, its bytes (they seed the hidden
+    tests) and the flags :func:`autograder.submission.prepare` found comparing it with the
+    release; :class:`_NotGraded` if there is nothing to run, so the other notebooks are
+    still graded."""
+    from autograder.submission import prepare
+
+    path = Path(task.folder) / f"{name}.ipynb"
+    if task.problems:  # the archive could not be used (flag "unreadable": grade_one)
+        raise _NotGraded(" ".join(task.problems))
+    if not path.is_file():
+        raise _NotGraded(f"No notebook {name}.ipynb was found in your submission.", "missing")
+    try:
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 1024**2} MiB")
+        raw = path.read_bytes()
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as error:  # invalid JSON, not a notebook, wrong schema, too large
+        note = f"{name}.ipynb could not be read as a notebook ({error})."[:300]
+        raise _NotGraded(note, "unreadable") from None
+    nb, flags = prepare(nb, release)
+    return nb, raw, flags
+
+
+def _run_and_judge(sc, name, nb, task: GradingTask, settings: Settings, raw: bytes):
+    """Run ``nb`` in a sandboxed kernel and judge its tests; return outcomes and flags.
+
+    A kernel that could not start grades nothing: :class:`_NotGraded` (``grading_error``),
+    so that the submission's other notebooks are still graded.
+    """
+    try:
+        return _judge_in_kernel(sc, name, nb, task, settings, raw)
+    except Exception as error:
+        note = f"Grading {name}.ipynb failed: {type(error).__name__}: {error}"[:500]
+        raise _NotGraded(note, "grading_error") from None
+
+
+def _judge_in_kernel(sc, name, nb, task: GradingTask, settings: Settings, raw: bytes):
+    """:func:`_run_and_judge`'s work: a kernel that dies in a cell is restarted without it
+    (at most three times), so the rest of the notebook is still judged."""
     from autograder import judge
     from autograder.execute import GradingSession
 
     solution = sc["solution"][name]
     digest = hashlib.sha256(raw).hexdigest()
-    key = bytes.fromhex(settings["seed_key"])
-    parts = (task["student"], task["assignment"], name, digest)
+    key = bytes.fromhex(settings.seed_key)
+    parts = (task.student, task.assignment, name, digest)
 
     skip: set[int] = set()
 
@@ -340,7 +348,7 @@ def _run_and_judge(sc, name, nb, task, settings, raw: bytes):
         )
         return outcomes, caller
 
-    resources = {"metadata": {"path": str(sc["root"] / "solutions" / task["assignment"])}}
+    resources = {"metadata": {"path": str(sc["root"] / "solutions" / task.assignment)}}
     pristine = copy.deepcopy(nb)
     while True:
         session = GradingSession(config=sc["config"])
@@ -457,6 +465,55 @@ def _verdicts(nb, outcomes, grades) -> None:
         cell.execution_count = None
 
 
+def _write_feedback(sc, task: GradingTask, judged: dict, grades: dict, notes: dict) -> None:
+    """Replace the student's feedback pages for the assignment, one per notebook of the
+    release: nbgrader's page for a judged notebook (its one script MathJax, from
+    OUT/feedback/.mathjax: autograder.feedback), a plain page saying why for any other."""
+    from autograder.feedback import offline
+
+    out = task.feedback_dir
+    shutil.rmtree(out, ignore_errors=True)  # no page of an earlier grading stays
+    out.mkdir(parents=True)
+    pages = _feedback(sc, _alias(task.student), task.assignment, judged, grades) if judged else {}
+    for name in sc["release"]:
+        if name in pages:
+            nonce = secrets.token_urlsafe(16)
+            text = _with_csp(offline(pages[name], nonce), nonce)
+        else:
+            text = _with_csp(_plain_feedback(name, notes.get(name, "")))
+        (out / f"{name}.html").write_text(text)
+
+
+def _result(task: GradingTask, grades: dict, flags: set[str], notes: dict) -> Result:
+    """The totals and the flags (in :data:`FLAGS` order, ``needs_manual`` if any cell awaits
+    a person) the parent records for the submission."""
+    if any(g["needs_manual"] for nb in grades.values() for g in nb.values()):
+        flags = flags | {"needs_manual"}
+    score = sum(g["score"] for nb in grades.values() for g in nb.values())
+    top = sum(g["max_score"] for nb in grades.values() for g in nb.values())
+    return Result(
+        student=task.student,
+        assignment=task.assignment,
+        score=round(score, 6),
+        max_score=round(top, 6),
+        flags=tuple(sorted(flags, key=FLAGS.index)),
+        grades=grades,
+        notes=notes,
+    )
+
+
+def _alias(student: str) -> str:
+    """The student's name in the scratch course: glob- and path-safe whatever the name."""
+    return "s" + hashlib.sha256(student.encode()).hexdigest()[:16]
+
+
+def _clean_scratch(sc, alias: str) -> None:
+    """Remove a student's notebooks and pages from the worker's scratch course, before and
+    after its feedback: the next submission this worker grades must not find them."""
+    for sub in ("autograded", "feedback"):
+        shutil.rmtree(sc["root"] / sub / alias, ignore_errors=True)
+
+
 def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> dict[str, str]:
     """nbgrader's feedback pages of the judged notebooks; ``{notebook: html}``."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -465,8 +522,7 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
     from autograder.hand import mark_pending
 
     root, api = sc["root"], sc["api"]
-    for sub in ("autograded", "feedback"):
-        shutil.rmtree(root / sub / alias, ignore_errors=True)
+    _clean_scratch(sc, alias)
     dest = root / "autograded" / alias / assignment
     dest.mkdir(parents=True)
     for name, nb in judged.items():
@@ -493,8 +549,7 @@ def _feedback(sc, alias: str, assignment: str, judged: dict, grades: dict) -> di
         if result.get("success") and html.is_file():
             page = mark_pending(html.read_text(), name, grades[name])
             pages[name] = name_summary(page, sc["titles"][name])
-    for sub in ("autograded", "feedback"):
-        shutil.rmtree(root / sub / alias, ignore_errors=True)
+    _clean_scratch(sc, alias)
     return pages
 
 
@@ -523,10 +578,10 @@ def _plain_feedback(name: str, note: str) -> str:
 # --- The parent: schedule, record, merge ---------------------------------------------------
 
 
-def _state_path(out: Path, task: dict) -> Path:
+def _state_path(out: Path, task: GradingTask) -> Path:
     # Percent-encoding is one-to-one: "jo@uni" and "jo_uni" never share a file.
-    student = urllib.parse.quote(task["student"], safe="")
-    return out / STATE / f"{student}__{task['assignment']}.json"
+    student = urllib.parse.quote(task.student, safe="")
+    return out / STATE / f"{student}__{task.assignment}.json"
 
 
 def _seed_key(out: Path) -> str:
@@ -549,10 +604,18 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(f.name, path)
 
 
-def load_results(out: Path) -> list[dict]:
+def load_results(out: Path) -> list[Result]:
     """Every recorded result in ``out``, sorted by student and assignment."""
-    results = [json.loads(p.read_text()) for p in sorted((Path(out) / STATE).glob("*.json"))]
-    return sorted(results, key=lambda r: (r["student"], r["assignment"]))
+    results = [
+        Result.from_dict(json.loads(p.read_text()))
+        for p in sorted((Path(out) / STATE).glob("*.json"))
+    ]
+    return sorted(results, key=lambda r: (r.student, r.assignment))
+
+
+def _record(out: Path, task: GradingTask, result: Result) -> None:
+    """Write ``result`` to the task's state file (atomically: a run stopped now loses none)."""
+    _write_atomic(_state_path(out, task), json.dumps(result.to_dict(), indent=1))
 
 
 def grade(
@@ -570,7 +633,7 @@ def grade(
     sandbox: bool = True,
     progress: bool = True,
     hand_grades=None,
-) -> list[dict]:
+) -> list[Result]:
     """Grade every submission under ``submissions`` into ``out``; return all results.
 
     ``hand_grades``: a CSV file of hand grades (:mod:`autograder.hand`) to merge afterwards.
@@ -592,21 +655,20 @@ def grade(
                 indent=1,
             ),
         )
-    settings = {
-        "timeout": timeout,
-        "notebook_timeout": notebook_timeout,
-        "memory_limit": memory_limit,
-        "sandbox": sandbox,
-        "seed_key": _seed_key(out),
-    }
+    settings = Settings(
+        timeout=timeout,
+        notebook_timeout=notebook_timeout,
+        memory_limit=memory_limit,
+        sandbox=sandbox,
+        seed_key=_seed_key(out),
+    )
     todo = []
     for task in tasks(folder, course, students, assignments, problems):
-        task["out"] = str(out)
-        task["fingerprint"] = fingerprint(task, settings)
+        task = replace(task, out=out, fingerprint=fingerprint(task, settings))
         state = _state_path(out, task)
         if not force and state.is_file():
             try:
-                if json.loads(state.read_text()).get("fingerprint") == task["fingerprint"]:
+                if json.loads(state.read_text()).get("fingerprint") == task.fingerprint:
                     continue
             except ValueError:
                 pass
@@ -656,7 +718,7 @@ def _stop_pool(pool, grace: float = 10.0) -> None:
             proc.join(5)
 
 
-def finish(out: Path, course: Path, hand_grades=None) -> list[dict]:
+def finish(out: Path, course: Path, hand_grades=None) -> list[Result]:
     """Write ``grades.csv``, ``lms_grades.csv``, the gradebook, the report, the feedback's hand
     grades and the students' zips (:mod:`autograder.handback`) from the results recorded in
     ``out`` (merging the hand-grades file ``hand_grades`` first, if given:
@@ -706,7 +768,7 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
     if isolation_available()[0]:
         sweep_stale_boxes()  # left by runs killed outright (SIGKILL): no clean-up code ran
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
-    settings = {**settings, "hide": [base, str(submissions), str(out)]}
+    settings = replace(settings, hide=(base, str(submissions), str(out)))
     bar = tqdm(total=len(todo), disable=not progress, unit="submission", desc="grading")
     bar.write(f"sandbox: {isolation_available()[1]}") if progress else None
     remaining = list(todo)
@@ -728,8 +790,7 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
                         continue
                     except Exception as error:
                         result = _failed(task, f"{type(error).__name__}: {error}")
-                    result["fingerprint"] = task["fingerprint"]
-                    _write_atomic(_state_path(out, task), json.dumps(result, indent=1))
+                    _record(out, task, replace(result, fingerprint=task.fingerprint))
                     remaining.remove(task)
                     bar.update()
             except BaseException:  # Interrupted, or any error: no worker or kernel outlives us
@@ -742,8 +803,7 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
                     pool.shutdown(wait=True, cancel_futures=True)
         for task in remaining:  # never graded: recorded as errors, retried on the next run
             result = _failed(task, "the grading worker crashed")
-            result["fingerprint"] = "retry"
-            _write_atomic(_state_path(out, task), json.dumps(result, indent=1))
+            _record(out, task, replace(result, fingerprint="retry"))
     finally:
         bar.close()
         from autograder.sandbox import remove_recorded_kernels
@@ -752,32 +812,25 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _failed(task: dict, why: str) -> dict:
-    return {
-        "student": task["student"],
-        "assignment": task["assignment"],
-        "score": 0.0,
-        "max_score": 0.0,
-        "flags": ["grading_error"],
-        "grades": {},
-        "log": why,
-    }
+def _failed(task: GradingTask, why: str) -> Result:
+    """The result of a submission whose grading failed as a whole (no notes: none was made)."""
+    return Result(task.student, task.assignment, 0.0, 0.0, ("grading_error",), {}, log=why)
 
 
 def _number(x: float) -> str:
     return f"{x:g}"
 
 
-def write_csv(out: Path, results: list[dict]) -> None:
+def write_csv(out: Path, results: list[Result]) -> None:
     """``grades.csv`` (one row per student and assignment) and ``grades_by_cell.csv``."""
     rows = [
         {
-            "student": r["student"],
-            "assignment": r["assignment"],
-            "score": _number(r["score"]),
-            "max_score": _number(r["max_score"]),
-            "pending": _number(r.get("pending", 0)),
-            "flags": ";".join(r["flags"]),
+            "student": r.student,
+            "assignment": r.assignment,
+            "score": _number(r.score),
+            "max_score": _number(r.max_score),
+            "pending": _number(r.pending),
+            "flags": ";".join(r.flags),
         }
         for r in results
     ]
@@ -785,8 +838,8 @@ def write_csv(out: Path, results: list[dict]) -> None:
     _write_rows(out / "grades.csv", fields, rows)
     cells = [
         {
-            "student": r["student"],
-            "assignment": r["assignment"],
+            "student": r.student,
+            "assignment": r.assignment,
             "notebook": nb,
             "grade_id": gid,
             "score": "" if g["needs_manual"] else _number(g["score"]),
@@ -795,7 +848,7 @@ def write_csv(out: Path, results: list[dict]) -> None:
             "comment": g.get("comment", ""),
         }
         for r in results
-        for nb, grades in sorted(r["grades"].items())
+        for nb, grades in sorted(r.grades.items())
         for gid, g in grades.items()
     ]
     fields = ["student", "assignment", "notebook", "grade_id", "score", "max_score"]
@@ -813,7 +866,7 @@ def _write_rows(path: Path, fields, rows) -> None:
     _write_atomic(path, buf.getvalue())
 
 
-def merge_gradebook(out: Path, results: list[dict], course: Path) -> None:
+def merge_gradebook(out: Path, results: list[Result], course: Path) -> None:
     """Record every result in ``out/gradebook.db`` (nbgrader's gradebook, for formgrader).
 
     Hand grades (applied to ``results``) become the cells' manual scores and comments there.
@@ -825,7 +878,7 @@ def merge_gradebook(out: Path, results: list[dict], course: Path) -> None:
 
     _quiet_gradebook()
     db = f"sqlite:///{out}/gradebook.db"
-    needed = sorted({r["assignment"] for r in results if r["grades"]})
+    needed = sorted({r.assignment for r in results if r.grades})
     ignored: list[str] = []
     with Gradebook(db) as gb:
         have = {a.name for a in gb.assignments}
@@ -846,24 +899,24 @@ def merge_gradebook(out: Path, results: list[dict], course: Path) -> None:
                 api.generate_assignment(a, force=True)
     with Gradebook(db) as gb:
         for r in results:
-            if not r["grades"]:
+            if not r.grades:
                 continue
-            gb.update_or_create_student(r["student"])
+            gb.update_or_create_student(r.student)
             try:
-                gb.find_submission(r["assignment"], r["student"])
+                gb.find_submission(r.assignment, r.student)
             except MissingEntry:
-                gb.add_submission(r["assignment"], r["student"])
-            for nb, grades in r["grades"].items():
+                gb.add_submission(r.assignment, r.student)
+            for nb, grades in r.grades.items():
                 for gid, g in grades.items():
-                    grade = gb.find_grade(gid, nb, r["assignment"], r["student"])
+                    grade = gb.find_grade(gid, nb, r.assignment, r.student)
                     if g.get("hand"):
                         grade.auto_score, grade.manual_score = None, g["score"]
                         grade.needs_manual_grade = False
-                        comment = gb.find_comment(gid, nb, r["assignment"], r["student"])
+                        comment = gb.find_comment(gid, nb, r.assignment, r.student)
                         comment.manual_comment = g.get("comment") or None
                         continue
                     if grade.manual_score is not None and g["needs_manual"]:
-                        ignored.append(f"{r['student']}/{r['assignment']}/{gid}")
+                        ignored.append(f"{r.student}/{r.assignment}/{gid}")
                     grade.auto_score = None if g["needs_manual"] else g["score"]
                     grade.needs_manual_grade = g["needs_manual"] and grade.manual_score is None
         gb.db.commit()

@@ -28,11 +28,13 @@ import html
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
 
 from autograder import cells
+from autograder.records import Result
 
 COLUMNS = ("student", "assignment", "cell", "points", "comment")
 STORE = "hand/grades.json"  # not *.json directly in .state/, which holds results
@@ -61,15 +63,15 @@ def manual_cells(course: Path) -> dict[str, dict[str, tuple[str, float]]]:
     return found
 
 
-def read(path, results: list[dict], course: Path) -> dict[str, dict]:
+def read(path, results: list[Result], course: Path) -> dict[str, dict]:
     """The hand grades in the CSV file ``path``, checked against ``results`` and the course.
 
     Returns ``{key: {"student", "assignment", "notebook", "cell", "points", "comment"}}``;
     raises :class:`HandGradeError` naming every bad row (nothing is returned then).
     """
     manual = manual_cells(course)
-    graded = {(r["student"], r["assignment"]) for r in results if r["grades"]}
-    students = {r["student"] for r in results}
+    graded = {(r.student, r.assignment) for r in results if r.grades}
+    students = {r.student for r in results}
     problems: list[str] = []
     grades: dict[str, dict] = {}
     try:
@@ -159,7 +161,7 @@ def merge(out: Path, new: dict[str, dict]) -> dict[str, dict]:
     return kept
 
 
-def apply(results: list[dict], hand: dict[str, dict]) -> list[dict]:
+def apply(results: list[Result], hand: dict[str, dict]) -> list[Result]:
     """Copies of ``results`` with their hand grades in, and ``pending`` points counted.
 
     A hand-graded cell gets ``score`` = the hand points, ``hand`` = True and its ``comment``;
@@ -167,22 +169,22 @@ def apply(results: list[dict], hand: dict[str, dict]) -> list[dict]:
     maxima, and the flag ``needs_manual`` stays only while some remain.
     """
     out = []
-    for result in results:
-        r = copy.deepcopy(result)
-        for nb, grades in r["grades"].items():
+    for r in results:
+        every = copy.deepcopy(r.grades)
+        for nb, grades in every.items():
             for gid, g in grades.items():
-                h = hand.get(_key(r["student"], r["assignment"], gid))
+                h = hand.get(_key(r.student, r.assignment, gid))
                 if h is not None and h["notebook"] == nb:
                     g.update(score=h["points"], hand=True, comment=h["comment"])
                     g["needs_manual"] = False
-        r["score"] = round(sum(g["score"] for gs in r["grades"].values() for g in gs.values()), 6)
+        score = round(sum(g["score"] for gs in every.values() for g in gs.values()), 6)
         pending = sum(
-            g["max_score"] for gs in r["grades"].values() for g in gs.values() if g["needs_manual"]
+            g["max_score"] for gs in every.values() for g in gs.values() if g["needs_manual"]
         )
-        r["pending"] = round(pending, 6)
-        if not pending and "needs_manual" in r["flags"]:
-            r["flags"] = [f for f in r["flags"] if f != "needs_manual"]
-        out.append(r)
+        flags = r.flags
+        if not pending and "needs_manual" in flags:
+            flags = tuple(f for f in flags if f != "needs_manual")
+        out.append(replace(r, grades=every, score=score, pending=round(pending, 6), flags=flags))
     return out
 
 
@@ -258,13 +260,13 @@ def fill(page: str, grades: dict) -> str:
     return total.sub(lambda _m: _total_span(_total(grades)), page)
 
 
-def publish(out: Path, results: list[dict]) -> None:
+def publish(out: Path, results: list[Result]) -> None:
     """Rewrite the feedback pages in ``out`` whose hand grades changed (``results`` applied)."""
     from autograder.grade import _write_atomic
 
     for r in results:
-        for nb, grades in r["grades"].items():
-            path = Path(out) / "feedback" / r["student"] / r["assignment"] / f"{nb}.html"
+        for nb, grades in r.grades.items():
+            path = r.feedback_dir(out) / f"{nb}.html"
             if not path.is_file():
                 continue
             page = path.read_text()

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from autograder.feedback import MATHJAX_DIR, csp
+from autograder.records import Result
 
 HANDBACK = "handback"
 LMS_CSV = "lms_grades.csv"
@@ -35,18 +36,16 @@ def _number(x: float) -> str:
     return f"{round(x, 6):g}"
 
 
-def write_lms_csv(out: Path, results: list[dict]) -> Path:
+def write_lms_csv(out: Path, results: list[Result]) -> Path:
     """``OUT/lms_grades.csv`` (see the module's doc); return its path."""
     from autograder.grade import _write_atomic
 
-    assignments = sorted({r["assignment"] for r in results})
+    assignments = sorted({r.assignment for r in results})
     rows: dict[str, dict[str, str]] = {}
     totals: dict[str, float] = {}
     for r in results:
-        rows.setdefault(r["student"], {"student": r["student"]})[r["assignment"]] = _number(
-            r["score"]
-        )
-        totals[r["student"]] = totals.get(r["student"], 0.0) + r["score"]
+        rows.setdefault(r.student, {"student": r.student})[r.assignment] = _number(r.score)
+        totals[r.student] = totals.get(r.student, 0.0) + r.score
     buf = io.StringIO()
     writer = csv.DictWriter(buf, ["student", *assignments, "total"], lineterminator="\n")
     writer.writeheader()
@@ -73,7 +72,7 @@ def _index(student: str, pages: list[str]) -> str:
     )
 
 
-def write_zips(out: Path, results: list[dict]) -> list[Path]:
+def write_zips(out: Path, results: list[Result]) -> list[Path]:
     """``OUT/handback/<student>.zip`` for every student with feedback pages; return them."""
     out = Path(out)
     feedback = out / "feedback"
@@ -83,7 +82,7 @@ def write_zips(out: Path, results: list[dict]) -> list[Path]:
     target = out / HANDBACK
     target.mkdir(exist_ok=True)
     written = []
-    for student in sorted({r["student"] for r in results}):
+    for student in sorted({r.student for r in results}):
         folder = feedback / student
         pages = _files(folder) if folder.is_dir() else []
         if not pages:

@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.records import Result
+
 PENDING_CSV = "hand_grades_pending.csv"
 
 
@@ -42,7 +44,7 @@ class Cell:
     failures: Counter = field(default_factory=Counter)
 
 
-def _layout(course, assignment: str, results: list[dict]) -> list[Cell]:
+def _layout(course, assignment: str, results: list[Result]) -> list[Cell]:
     """The graded cells of ``assignment`` in notebook order (from the course's source
     notebooks; from the results' order when the source cannot be read)."""
     import nbformat
@@ -73,7 +75,7 @@ def _layout(course, assignment: str, results: list[dict]) -> list[Cell]:
         return out
     seen: dict[tuple[str, str], Cell] = {}
     for r in results:
-        for nb, grades in r["grades"].items():
+        for nb, grades in r.grades.items():
             for gid, g in grades.items():
                 if (nb, gid) not in seen:
                     auto = not (g["needs_manual"] or g.get("hand"))
@@ -81,14 +83,14 @@ def _layout(course, assignment: str, results: list[dict]) -> list[Cell]:
     return list(seen.values())
 
 
-def exercise_table(course, assignment: str, results: list[dict]) -> list[Cell]:
+def exercise_table(course, assignment: str, results: list[Result]) -> list[Cell]:
     """The cells of ``assignment`` with the class's shares and failing messages counted."""
-    mine = [r for r in results if r["assignment"] == assignment]
+    mine = [r for r in results if r.assignment == assignment]
     layout = _layout(course, assignment, mine)
     for cell in layout:
         for r in mine:
-            g = r["grades"].get(cell.notebook, {}).get(cell.grade_id)
-            if not r["grades"]:  # a grading error: nothing to count
+            g = r.grades.get(cell.notebook, {}).get(cell.grade_id)
+            if not r.grades:  # a grading error: nothing to count
                 continue
             cell.graded += 1
             if g is None:
@@ -139,17 +141,17 @@ def _figure(out: Path, tables: dict[str, list[Cell]], submissions: int) -> None:
     plt.close(fig)
 
 
-def _exercise_rows(assignment: str, table: list[Cell], results: list[dict]) -> str:
+def _exercise_rows(assignment: str, table: list[Cell], results: list[Result]) -> str:
     e = html.escape
     rows = []
-    mine = [r for r in results if r["assignment"] == assignment and r["grades"]]
+    mine = [r for r in results if r.assignment == assignment and r.grades]
     for exercise in dict.fromkeys(c.exercise for c in table):
         group = [c for c in table if c.exercise == exercise]
         auto = [c for c in group if c.auto]
         if auto:
             full = sum(
                 all(
-                    (g := r["grades"].get(c.notebook, {}).get(c.grade_id)) is not None
+                    (g := r.grades.get(c.notebook, {}).get(c.grade_id)) is not None
                     and g["score"] >= g["max_score"]
                     for c in auto
                 )
@@ -179,16 +181,16 @@ def _exercise_rows(assignment: str, table: list[Cell], results: list[dict]) -> s
     return "\n".join(rows)
 
 
-def pending_cells(results: list[dict]) -> list[tuple[str, str, str, float, list[str]]]:
+def pending_cells(results: list[Result]) -> list[tuple[str, str, str, float, list[str]]]:
     """``(assignment, notebook, grade_id, points, [students])`` of each cell awaiting a
     person (hand grades applied), in the results' cell order."""
     found: dict[tuple[str, str, str], tuple[float, list[str]]] = {}
     for r in results:
-        for nb, grades in r["grades"].items():
+        for nb, grades in r.grades.items():
             for gid, g in grades.items():
                 if g["needs_manual"]:
-                    found.setdefault((r["assignment"], nb, gid), (g["max_score"], []))[1].append(
-                        r["student"]
+                    found.setdefault((r.assignment, nb, gid), (g["max_score"], []))[1].append(
+                        r.student
                     )
     return [(a, nb, gid, pts, students) for (a, nb, gid), (pts, students) in found.items()]
 
@@ -205,7 +207,7 @@ def _write_pending_csv(out: Path, pending) -> None:
     _write_atomic(out / PENDING_CSV, buf.getvalue())
 
 
-def write_report(out: Path, results: list[dict], course=None) -> Path:
+def write_report(out: Path, results: list[Result], course=None) -> Path:
     """Write ``report.png``, ``report.html`` and ``hand_grades_pending.csv`` in ``out``
     (``course``: the course root holding ``solutions/``, for the notebook order); return the
     HTML's path."""
@@ -213,7 +215,7 @@ def write_report(out: Path, results: list[dict], course=None) -> Path:
 
     e = html.escape
     out = Path(out)
-    assignments = sorted({r["assignment"] for r in results})
+    assignments = sorted({r.assignment for r in results})
     tables = {a: exercise_table(course, a, results) for a in assignments}
     _figure(out, tables, len(results))
 
@@ -236,11 +238,11 @@ def write_report(out: Path, results: list[dict], course=None) -> Path:
     )
     waiting = sum(len(s) for *_, s in pending)
 
-    counts = Counter(f for r in results for f in r["flags"])
+    counts = Counter(f for r in results for f in r.flags)
     student_rows = "\n".join(
-        f'<tr data-student="{e(r["student"])}"><td>{e(r["student"])}</td>'
-        f"<td>{e(r['assignment'])}</td><td>{r['score']:g} / {r['max_score']:g}</td>"
-        f"<td>{r.get('pending', 0):g}</td><td>{e(', '.join(r['flags']))}</td></tr>"
+        f'<tr data-student="{e(r.student)}"><td>{e(r.student)}</td>'
+        f"<td>{e(r.assignment)}</td><td>{r.score:g} / {r.max_score:g}</td>"
+        f"<td>{r.pending:g}</td><td>{e(', '.join(r.flags))}</td></tr>"
         for r in results
     )
     summary = "".join(f"<li>{e(f)}: {n}</li>" for f, n in sorted(counts.items()))

@@ -121,9 +121,7 @@ def main() -> None:
         stopped = [Path(copies[i]).name for i, (_, why) in enumerate(runs) if why]
 
     check(len(results) == n, f"every submission graded ({len(results)} of {n})")
-    check(
-        all("grading_error" not in r["flags"] for r in results), "no grading errors in the class"
-    )
+    check(all("grading_error" not in r.flags for r in results), "no grading errors in the class")
     ratio = graded / floor
     print(
         f"{n} submissions ({args.students} students x {len(chapters)} chapters), jobs={args.jobs}"

@@ -54,25 +54,19 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
     """
     from autograder import grade, judge
     from autograder.execute import GradingSession
+    from autograder.records import Settings
     from autograder.release import solved
     from autograder.submission import prepare
 
     os.environ.setdefault("MPLBACKEND", "Agg")
-    settings = {
-        "timeout": 120,
-        "notebook_timeout": 1200,
-        "memory_limit": None,
-        "sandbox": True,
-        "seed_key": secrets.token_hex(16),
-        "hide": [],
-    }
+    settings = Settings(timeout=120, notebook_timeout=1200, seed_key=secrets.token_hex(16))
     sc = grade._scratch(str(REPO), assignment, settings)
     ((name, release),) = sc["release"].items()
     solution = sc["solution"][name]
     stubs = {cells.grade_id(c): c.source for c in release.cells if cells.is_answer(c)}
     correct = {gid: cells.find(solution, gid).source for gid in stubs}
     nb, _ = prepare(solved(release, solution), release)
-    key = bytes.fromhex(settings["seed_key"])
+    key = bytes.fromhex(settings.seed_key)
 
     def scores(caller, label):
         outcomes = judge.judge(

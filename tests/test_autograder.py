@@ -77,7 +77,7 @@ def graded(tmp_path_factory):
         "folder": folder,
         "out": out,
         "rows": _rows(out),
-        "results": {r["student"]: r for r in results},
+        "results": {r.student: r for r in results},
         "seconds": time.monotonic() - start,
     }
 
@@ -100,7 +100,7 @@ def test_grades_csv_has_one_row_per_student_and_the_documented_columns(graded):
 
 def test_correct_answers_earn_every_autograded_point(graded):
     _check(graded, "correct", 5, ["needs_manual"])
-    grades = graded["results"]["correct"]["grades"]["toy"]
+    grades = graded["results"]["correct"].grades["toy"]
     assert all(g["score"] == g["max_score"] for k, g in grades.items() if k != "why_square")
 
 
@@ -134,13 +134,13 @@ def test_memory_bomb_is_stopped_by_the_kernel_memory_limit(graded):
 
 def test_edited_tests_and_points_are_restored_and_flagged(graded):
     _check(graded, "tampered", 3, ["tampered", "needs_manual"])
-    points = graded["results"]["tampered"]["grades"]["toy"]["test_square_float"]
+    points = graded["results"]["tampered"].grades["toy"]["test_square_float"]
     assert points["max_score"] == 1
 
 
 def test_deleted_tests_are_restored_and_run(graded):
     _check(graded, "deleted_tests", 5, ["deleted_tests", "needs_manual"])
-    assert graded["results"]["deleted_tests"]["grades"]["toy"]["test_cube"]["score"] == 2
+    assert graded["results"]["deleted_tests"].grades["toy"]["test_cube"]["score"] == 2
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_unusable_submissions_score_zero_with_a_flag(graded, student, flag):
 
 def test_answer_using_the_reference_library_earns_nothing_for_its_exercise(graded):
     _check(graded, "uses_emlib", 3, ["uses_emlib", "needs_manual"])
-    grades = graded["results"]["uses_emlib"]["grades"]["toy"]
+    grades = graded["results"]["uses_emlib"].grades["toy"]
     assert grades["test_cube"]["score"] == 0
     assert grades["test_square"]["score"] == 2
 
@@ -377,9 +377,9 @@ def test_class_report_gives_each_exercise_in_notebook_order_with_shares_and_fail
     ]
     exercises = [name for name, _ in _report_rows(report, "data-exercise")]
     assert exercises == ["Exercise 1 (3 points), square", "Exercise 2 (2 points), cube"]
-    results = [r for r in graded["results"].values() if r["grades"]]
+    results = [r for r in graded["results"].values() if r.grades]
     for gid, text in cells_[:3]:
-        grades = [r["grades"]["toy"][gid] for r in results]
+        grades = [r.grades["toy"][gid] for r in results]
         earned = sum(g["score"] == g["max_score"] for g in grades)
         assert f"({earned} / {len(results)})" in text, (gid, text)
         (message, count), *_ = Counter(
@@ -395,7 +395,7 @@ def test_class_report_lists_what_awaits_hand_grading_and_every_student(graded):
     report = (graded["out"] / "report.html").read_text()
     (pending,) = _report_rows(report, "data-pending")
     assert pending[0] == "why_square"
-    waiting = {s for s, r in graded["results"].items() if r.get("pending")}
+    waiting = {s for s, r in graded["results"].items() if r.pending}
     assert "correct" in waiting and "unfilled" not in waiting
     listed = pending[1].split(None, 5)[-1]  # after assignment, notebook, cell, points, count
     assert set(listed.replace(",", " ").split()) == waiting
@@ -593,9 +593,9 @@ def real_chapter(tmp_path_factory):
 
 def test_real_chapter_solution_earns_every_autograded_point(real_chapter):
     solution, _, result = real_chapter
-    assert set(result["flags"]) <= {"needs_manual"}, result["flags"]
+    assert set(result.flags) <= {"needs_manual"}, result.flags
     tests = {cells.grade_id(c) for c in solution.cells if cells.is_test(c)}
-    (grades,) = result["grades"].values()
+    (grades,) = result.grades.values()
     assert tests and all(grades[t]["score"] == grades[t]["max_score"] for t in tests)
 
 
@@ -656,9 +656,91 @@ def _fingerprint_of_dicts(task: dict, settings: dict) -> str:
 
 
 def test_the_fingerprint_of_a_fixed_task_and_settings_never_changes(tmp_path):
+    import json
+
     from autograder.grade import fingerprint
+    from autograder.records import GradingTask, Settings
 
     task = _fixed_task(tmp_path)
     reference = _fingerprint_of_dicts(task, _FIXED_SETTINGS)
     assert reference == _FIXED_FINGERPRINT
-    assert fingerprint(task, _FIXED_SETTINGS) == reference
+    record = GradingTask(
+        student="alice",
+        assignment="toy",
+        folder=Path(task["folder"]),
+        notebooks=("toy",),
+        course=Path(task["course"]),
+    )
+    settings = Settings(**_FIXED_SETTINGS)
+    assert settings.canonical_json() == json.dumps(_FIXED_SETTINGS, sort_keys=True)
+    assert fingerprint(record, settings) == reference
+    # What only this run needs (the folders kernels must not see) is not part of a grade.
+    assert fingerprint(record, Settings(**_FIXED_SETTINGS, hide=("/tmp/x",))) == reference
+    assert fingerprint(record, Settings(**{**_FIXED_SETTINGS, "timeout": 6})) != reference
+
+
+def _state_dict(notes: bool = True) -> dict:
+    """A result as the grader writes it to OUT/.state (keys in their written order)."""
+    grades = {
+        "toy": {
+            "test_square": {"score": 2.0, "max_score": 2.0, "needs_manual": False, "seed": 7},
+            "test_cube": {
+                "score": 0.0,
+                "max_score": 3.0,
+                "needs_manual": False,
+                "seed": 8,
+                "message": "cube(2) should be 8",
+            },
+            "why_square": {"score": 0.0, "max_score": 1.0, "needs_manual": True},
+        }
+    }
+    d = {
+        "student": "jo@uni",
+        "assignment": "toy",
+        "score": 2.0 if notes else 0.0,
+        "max_score": 6.0 if notes else 0.0,
+        "flags": ["tampered", "needs_manual"] if notes else ["grading_error"],
+        "grades": grades if notes else {},
+    }
+    if notes:
+        d["notes"] = {"other": "No notebook other.ipynb was found in your submission."}
+    d["log"] = "" if notes else "the grading worker crashed"
+    d["fingerprint"] = "ab" * 32 if notes else "retry"
+    return d
+
+
+@pytest.mark.parametrize("notes", [True, False], ids=["graded", "grading-error"])
+def test_a_result_record_round_trips_through_its_state_file_json(notes):
+    import json
+    import pickle
+
+    from autograder.records import Result
+
+    written = json.dumps(_state_dict(notes), indent=1)
+    result = Result.from_dict(json.loads(written))
+    assert json.dumps(result.to_dict(), indent=1) == written  # the same bytes on disk
+    assert Result.from_dict(result.to_dict()) == result
+    assert ("notes" in result.to_dict()) is notes
+    assert pickle.loads(pickle.dumps(result)) == result  # a worker sends it to the parent
+
+
+def test_tasks_and_settings_cross_to_a_worker_process(tmp_path):
+    import pickle
+
+    from autograder.grade import tasks
+    from autograder.records import Settings
+
+    (tmp_path / "course" / "solutions" / "toy").mkdir(parents=True)
+    shutil.copy(TOY / "solutions" / "toy" / "toy.ipynb", tmp_path / "course" / "solutions" / "toy")
+    (tmp_path / "class" / "alice" / "toy").mkdir(parents=True)
+    (tmp_path / "class" / "bob").mkdir()
+    found = tasks(tmp_path / "class", tmp_path / "course", problems={"carl": ["a bad zip"]})
+    assert [(t.student, t.problems) for t in found] == [
+        ("alice", ()),
+        ("bob", ()),
+        ("carl", ("a bad zip",)),
+    ]
+    assert found[0].folder == tmp_path / "class" / "alice" / "toy"
+    assert found[0].notebooks == ("toy",)
+    settings = Settings(timeout=5, seed_key="ab" * 32, hide=("/tmp/x",))
+    assert pickle.loads(pickle.dumps((found, settings))) == (found, settings)

@@ -130,16 +130,10 @@ def _calls_in_a_kernel(root: str) -> dict:
 
     from autograder import grade as grading
     from autograder.execute import GradingSession
+    from autograder.records import Settings
 
     os.environ["AUTOGRADER_SCRATCH"] = root
-    settings = {
-        "timeout": None,
-        "notebook_timeout": 60,
-        "memory_limit": None,
-        "sandbox": True,
-        "seed_key": secrets.token_hex(16),
-        "hide": [root],
-    }
+    settings = Settings(notebook_timeout=60, seed_key=secrets.token_hex(16), hide=(root,))
     sc = grading._scratch(str(REPO / "tests" / "submissions" / "course"), "toy", settings)
     nb = nbformat.v4.new_notebook(cells=[cells.code(KERNEL_CODE)])
 
@@ -378,8 +372,8 @@ def hostile(tmp_path_factory):
         "solution": solution,
         "release": release_nb,
         "out": out,
-        "results": {r["student"]: r for r in results},
-        "full": next(r["max_score"] for r in results),
+        "results": {r.student: r for r in results},
+        "full": next(r.max_score for r in results),
     }
 
 
@@ -388,14 +382,14 @@ def hostile(tmp_path_factory):
     "student", ["dummies", "displayhook", "ast_transformer", "patched_asserts"]
 )
 def test_dummy_answers_earn_nothing_whatever_they_do_to_the_kernel(hostile, student):
-    assert hostile["results"][student]["score"] == 0, hostile["results"][student]
+    assert hostile["results"][student].score == 0, hostile["results"][student]
 
 
 @pytest.mark.slow
 def test_a_wrong_answer_that_patches_the_reference_loses_its_points(hostile):
     result = hostile["results"]["patched_reference"]
-    grades = result["grades"]["moths"]
-    assert result["score"] <= hostile["full"] - 6, result
+    grades = result.grades["moths"]
+    assert result.score <= hostile["full"] - 6, result
     for gid in ("test_m_step_sums_to_one", "test_m_step_hidden"):
         assert grades[gid]["score"] == 0, gid
 
@@ -403,23 +397,23 @@ def test_a_wrong_answer_that_patches_the_reference_loses_its_points(hostile):
 @pytest.mark.slow
 def test_an_answer_that_calls_emlib_in_disguise_is_caught(hostile):
     result = hostile["results"]["disguised_emlib"]
-    assert "uses_emlib" in result["flags"]
-    assert result["score"] <= hostile["full"] - 4
-    assert all(g["score"] == 0 for k, g in result["grades"]["moths"].items() if "e_step" in k)
+    assert "uses_emlib" in result.flags
+    assert result.score <= hostile["full"] - 4
+    assert all(g["score"] == 0 for k, g in result.grades["moths"].items() if "e_step" in k)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("student", ["correct", "warns", "mentions_emlib", "leaks_history"])
 def test_correct_work_earns_full_marks(hostile, student):
     result = hostile["results"][student]
-    assert result["score"] == hostile["full"], result
-    assert "uses_emlib" not in result["flags"]
+    assert result.score == hostile["full"], result
+    assert "uses_emlib" not in result.flags
 
 
 @pytest.mark.slow
 def test_metadata_claiming_points_is_ignored_and_flagged(hostile):
     result = hostile["results"]["claims_points"]
-    assert result["score"] == hostile["full"] and "tampered" in result["flags"], result
+    assert result.score == hostile["full"] and "tampered" in result.flags, result
 
 
 @pytest.mark.slow
@@ -446,7 +440,7 @@ def test_regrading_draws_the_same_hidden_data_and_gives_the_same_grades(hostile,
     out = hostile["out"]
     before = (out / "grades.csv").read_text()
     seeds = {
-        gid: g.get("seed") for gid, g in hostile["results"]["correct"]["grades"]["moths"].items()
+        gid: g.get("seed") for gid, g in hostile["results"]["correct"].grades["moths"].items()
     }
     results = grade(
         out.parent / "class",
@@ -456,8 +450,8 @@ def test_regrading_draws_the_same_hidden_data_and_gives_the_same_grades(hostile,
         force=True,
         **LIMITS,
     )
-    result = next(r for r in results if r["student"] == "correct")
-    assert {g: v.get("seed") for g, v in result["grades"]["moths"].items()} == seeds
+    result = next(r for r in results if r.student == "correct")
+    assert {g: v.get("seed") for g, v in result.grades["moths"].items()} == seeds
     assert (out / "grades.csv").read_text() == before
 
 
