@@ -9,9 +9,11 @@ course's ``nbgrader_config.py``); this module adds what a class needs around it:
 * **Flags.** :mod:`autograder.submission` checks each notebook against the release before
   grading (tampered, deleted_tests, uses_emlib); the autograded notebook tells the rest
   (timeout, kernel_died, memory_limit, needs_manual); unreadable and missing notebooks score 0.
-* **Nothing lost.** Each result is written atomically to ``OUT/.state/`` as soon as it arrives;
-  a rerun skips every student whose submission and course are unchanged. The parent process
-  alone writes ``OUT/gradebook.db``, ``OUT/grades.csv`` and the report, from those files.
+* **Nothing lost.** Each result (a :class:`~autograder.records.Result`, from a worker given a
+  :class:`~autograder.records.GradingTask` and the run's :class:`~autograder.records.Settings`)
+  is written atomically to ``OUT/.state/`` as soon as it arrives; a rerun skips every student
+  whose submission and course are unchanged. The parent process alone writes
+  ``OUT/gradebook.db``, ``OUT/grades.csv`` and the report, from those files.
 """
 
 from __future__ import annotations
