@@ -31,6 +31,9 @@ from emlib.em import EMModel, EMResult, run
 #: no ``init`` is given (one at the quantiles, the rest random): their likelihoods have
 #: local maxima, and a few starts are cheap on a frequency table or a single column.
 DEFAULT_N_INIT = 4
+#: The seed of those random starts (and of the Gaussian mixture's): fixed, so that a fit
+#: repeated on the same data is the same.
+DEFAULT_SEED = 0
 
 
 def check_params(params, names: tuple[str, ...], k: int | None = None) -> dict:

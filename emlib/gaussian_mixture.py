@@ -601,7 +601,7 @@ def _kmeans_start(d: _Data, k: int, rng: np.random.Generator) -> dict:
     return _from_white(d, weights / weights.sum(), centres, cov)
 
 
-def default_init(data, k: int = 2, *, seed=0) -> dict:
+def default_init(data, k: int = 2, *, seed=_mixture.DEFAULT_SEED) -> dict:
     """The default start: k-means++ seeding and Lloyd's k-means on the whitened data.
 
     Weights are the cluster fractions, means the cluster centres, covariances the
@@ -641,7 +641,7 @@ def fit(
     accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     n_init: int = 1,
-    seed=0,
+    seed=_mixture.DEFAULT_SEED,
     xtol: float | None = None,
 ) -> GaussianMixtureResult:
     """Fit a mixture of k d-dimensional normals with full covariances by EM.

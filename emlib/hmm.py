@@ -61,7 +61,7 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from emlib import _warnings
-from emlib._mixture import DEFAULT_N_INIT
+from emlib._mixture import DEFAULT_N_INIT, DEFAULT_SEED
 from emlib._validation import (
     as_counts,
     as_observations,
@@ -76,8 +76,6 @@ EMISSIONS = {"poisson": ("rates",), "gaussian": ("means", "variances")}
 #: A Gaussian state's variance is kept at or above this times the data's variance (sd 1e-3
 #: of the data's): below it the likelihood is unbounded (a state collapsing onto a point).
 VARIANCE_FLOOR = 1e-6
-#: Seed of the random starts: a fixed one, so that a fit repeated on the same data is the same.
-DEFAULT_SEED = 0
 #: A state whose expected number of visits is below this counts as empty.
 _EMPTY = 1e-8
 _LOG_2PI = float(np.log(2 * np.pi))

@@ -138,7 +138,7 @@ def fit(
     accelerate: str | None = DEFAULT_ACCELERATE,
     init: dict | None = None,
     n_init: int = _mixture.DEFAULT_N_INIT,
-    seed=0,
+    seed=_mixture.DEFAULT_SEED,
     xtol: float | None = None,
 ) -> EMResult:
     """Fit a mixture of k Poissons by EM, keeping the best of several starts.

@@ -1875,11 +1875,11 @@ def _not_a_maximum(d: _Data, v) -> np.ndarray:
     its maximum at the other end, π = 0.9991 and θ = ∞) is a saddle or a rising ridge,
     where EM crawls with steps the rule cannot tell from the last ones.
     """
-    grad, hess, dphi = _newton_terms(d, *_unpack(v))
+    _, hess, dphi = _newton_terms(d, *_unpack(v))
     _, theta, pi = _unpack(v)
     free = np.ones((v.shape[0], 3), dtype=bool)
     free[:, 1] = np.isfinite(theta)
-    free[:, 2] = ~((pi == 0.0) & (grad[:, 2] <= 0.0))
+    free[:, 2] = pi > 0.0  # EM's faces: see _newton_check
     both = free[:, :, None] & free[:, None, :]
     block = np.where(both, hess, 0.0)
     ok = np.all(np.isfinite(block), axis=(1, 2))
@@ -2127,10 +2127,12 @@ def _newton_point(v, delta, t):
     return _pack(mu * np.exp(t * delta[:, 0]), new_theta, new_pi)
 
 
-def _newton_check(v, grad, hess, dphi, modify=False):
+def _newton_check(v, grad, hess, dphi, modify=False, em_faces=False):
     """Newton's step from the points ``v`` and what it says of them (see :func:`_polish`).
 
-    θ = ∞ is held (the Poisson face), and π = 0 while ∂ℓ/∂π ≤ 0 there. Returns the steps
+    θ = ∞ is held (the Poisson face), and π = 0 while ∂ℓ/∂π ≤ 0 there, or with
+    ``em_faces`` always (EM cannot leave π = 0: a fit started there is the negative
+    binomial's, e.g. ``init`` with π = 0 to fit it alone). Returns the steps
     in (log μ, log θ, π) (with ``modify``, the modified Newton step where the Hessian is
     not negative definite), which free Hessian blocks are negative definite, which genes
     have a step, which satisfy the Karush-Kuhn-Tucker sign at θ = ∞ (∂ℓ/∂(1/θ) ≤ 0), and
@@ -2141,7 +2143,7 @@ def _newton_check(v, grad, hess, dphi, modify=False):
     _, theta, pi = _unpack(v)
     free = np.ones((v.shape[0], 3), dtype=bool)
     free[:, 1] = np.isfinite(theta)
-    free[:, 2] = ~((pi == 0.0) & (grad[:, 2] <= 0.0))
+    free[:, 2] = (pi > 0.0) if em_faces else ~((pi == 0.0) & (grad[:, 2] <= 0.0))
     if modify:
         delta, definite, usable = _newton_direction(grad, hess, free, modify=True)
     else:
@@ -2168,7 +2170,7 @@ def _far_by_newton(d: _Data, v, tol) -> np.ndarray:
     fails) the curvature says nothing and the stopping rule stands.
     """
     grad, hess, dphi = _newton_terms(d, *_unpack(v))
-    _, definite, _, kkt, distance = _newton_check(v, grad, hess, dphi)
+    _, definite, _, kkt, distance = _newton_check(v, grad, hess, dphi, em_faces=True)
     far = definite & kkt & (distance > tol) & (distance > stopping.ROUNDING_STEP)
     return far, distance
 
