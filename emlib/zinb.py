@@ -1629,6 +1629,11 @@ def _of_genes(d: _Scaled, genes: np.ndarray) -> _Scaled:
     return d if genes.size == d.n_genes else _subset(d, genes)
 
 
+#: Above this share of a matrix's genes, an evaluation with size factors computes on all
+#: genes rather than on a copy of the cells of those it needs.
+_SUBSET_SHARE = 0.75
+
+
 def _fused_where(d: _Scaled, trial, mask, genes):
     """ℓ and the Newton terms at ``trial`` where ``mask`` holds (ℓ = −inf elsewhere).
 
@@ -1638,7 +1643,16 @@ def _fused_where(d: _Scaled, trial, mask, genes):
     value = np.full(k, -np.inf)
     terms = [np.zeros((k, 3)), np.zeros((k, 3, 3)), np.full(k, np.nan)]
     which = np.flatnonzero(mask & _in_domain(trial))
-    if which.size:
+    if which.size > _SUBSET_SHARE * d.n_genes:
+        # Most genes: evaluate them all (the others at a point of their own domain, the
+        # results dropped), which is cheaper than copying their cells out.
+        point = np.tile([1.0, 1.0, 0.5], (d.n_genes, 1))  # θ = 1: finite on purpose
+        point[genes[which]] = trial[which]
+        every, *parts = _scaled_fused(d, *_unpack(point))
+        value[which] = every[genes[which]]
+        for whole, part in zip(terms, parts, strict=True):
+            whole[which] = part[genes[which]]
+    elif which.size:
         sub = _of_genes(d, genes[which])
         value[which], *parts = _scaled_fused(sub, *_unpack(trial[which]))
         for whole, part in zip(terms, parts, strict=True):
@@ -1758,6 +1772,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
         )
     n_iter = np.zeros(g, dtype=np.int64)
     converged = np.zeros(g, dtype=bool)
+    by_newton = np.zeros(g, dtype=bool)  # certified by the polish (a maximum by its test)
     step_max = np.ones(g)
     last_rho = np.full(g, np.inf)
     last_step = np.full(g, np.inf)
@@ -1842,6 +1857,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                 v[cand], ll[cand] = v_p, ll_p
                 n_iter[cand] += steps
                 converged[cand[certified]] = True
+                by_newton[cand[certified]] = True
                 bound[cand[certified]] = p_bound[certified]
                 next_polish[cand] = np.maximum(4 * next_polish[cand], 4)
                 live[slow] = ~certified & (n_iter[cand] < max_iter)
@@ -1857,7 +1873,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
     values = np.concatenate(record_values)
     order = np.argsort(genes, kind="stable")
     history = np.split(values[order], np.cumsum(np.bincount(genes, minlength=g))[:-1])
-    return v, ll, n_iter, converged, history, bound, path
+    return v, ll, n_iter, converged, history, bound, path, by_newton
 
 
 #: A free Hessian block whose largest eigenvalue exceeds this times its largest absolute
@@ -1918,13 +1934,15 @@ def _run_checked(d: _Data, start, tol, max_iter, accelerate, xtol, record=False,
     point where ℓ still rises is not the one that point leads to); a gene without one is
     reported not converged. Returns the arrays of :func:`_run_matrix` and which genes are left so.
     """
-    v, ll, n_iter, converged, history, bound, path = _run_matrix(
+    v, ll, n_iter, converged, history, bound, path, by_newton = _run_matrix(
         d, start, tol, max_iter, accelerate, xtol, record=record, progress=progress
     )
     rising = np.zeros(d.n_genes, dtype=bool)
-    if xtol is not None or not converged.any():
+    # The polish certified its genes with a negative definite Hessian: only EM's stops
+    # are checked.
+    done = np.flatnonzero(converged & ~by_newton)
+    if xtol is not None or done.size == 0:
         return v, ll, n_iter, converged, history, bound, path, rising
-    done = np.flatnonzero(converged)
     rising[done] = _not_a_maximum(_subset(d, done), v[done])
     genes = np.flatnonzero(rising)
     if genes.size == 0:
@@ -1932,9 +1950,11 @@ def _run_checked(d: _Data, start, tol, max_iter, accelerate, xtol, record=False,
     sub = _subset(d, genes)
     for cand in _restart_starts(sub):
         budget = int(max(max_iter - n_iter[genes].max(), 1))
-        rv, rll, rn, rc, rh, rb, rp = _run_matrix(sub, cand, tol, budget, accelerate, xtol, record)
+        rv, rll, rn, rc, rh, rb, rp, rnewton = _run_matrix(
+            sub, cand, tol, budget, accelerate, xtol, record
+        )
         n_iter[genes] += rn
-        good = rc & ~_not_a_maximum(sub, rv)
+        good = rc & (rnewton | ~_not_a_maximum(sub, rv))
         better = good & (rll > ll[genes])
         for i in np.flatnonzero(better):
             g = genes[i]
