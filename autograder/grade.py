@@ -38,6 +38,7 @@ import nbformat
 
 from autograder import REPO, cells, config
 from autograder.collect import collect_zips
+from autograder.files import write_atomic
 from autograder.records import GradingTask, Result, Settings
 
 FLAGS = (
@@ -597,15 +598,6 @@ def _seed_key(out: Path) -> str:
     return path.read_text().strip()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
-
-
 def load_results(out: Path) -> list[Result]:
     """Every recorded result in ``out``, sorted by student and assignment."""
     results = [
@@ -617,7 +609,7 @@ def load_results(out: Path) -> list[Result]:
 
 def _record(out: Path, task: GradingTask, result: Result) -> None:
     """Write ``result`` to the task's state file (atomically: a run stopped now loses none)."""
-    _write_atomic(_state_path(out, task), json.dumps(result.to_dict(), indent=1))
+    write_atomic(_state_path(out, task), json.dumps(result.to_dict(), indent=1))
 
 
 def grade(
@@ -647,7 +639,7 @@ def grade(
     if any(p.suffix.lower() == ".zip" and p.is_file() for p in submissions.iterdir()):
         collected = collect_zips(submissions, out / COLLECTED, known)
         folder, problems = collected.folder, collected.problems
-        _write_atomic(
+        write_atomic(
             out / "collected.json",
             json.dumps(
                 {
@@ -865,7 +857,7 @@ def _write_rows(path: Path, fields, rows) -> None:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def merge_gradebook(out: Path, results: list[Result], course: Path) -> None:

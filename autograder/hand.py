@@ -34,6 +34,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import cells
+from autograder.files import write_atomic
 from autograder.records import Result
 
 COLUMNS = ("student", "assignment", "cell", "points", "comment")
@@ -153,11 +154,10 @@ def load(out: Path) -> dict[str, dict]:
 
 def merge(out: Path, new: dict[str, dict]) -> dict[str, dict]:
     """Add ``new`` (from :func:`read`) to the hand grades kept in ``out``; return them all."""
-    from autograder.grade import _write_atomic
 
     kept = load(out)
     kept.update(new)
-    _write_atomic(Path(out) / ".state" / STORE, json.dumps(kept, indent=1, sort_keys=True))
+    write_atomic(Path(out) / ".state" / STORE, json.dumps(kept, indent=1, sort_keys=True))
     return kept
 
 
@@ -262,7 +262,6 @@ def fill(page: str, grades: dict) -> str:
 
 def publish(out: Path, results: list[Result]) -> None:
     """Rewrite the feedback pages in ``out`` whose hand grades changed (``results`` applied)."""
-    from autograder.grade import _write_atomic
 
     for r in results:
         for nb, grades in r.grades.items():
@@ -274,4 +273,4 @@ def publish(out: Path, results: list[Result]) -> None:
                 continue
             new = fill(page, grades)
             if new != page:
-                _write_atomic(path, new)
+                write_atomic(path, new)

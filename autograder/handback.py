@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from autograder.feedback import MATHJAX_DIR, csp
+from autograder.files import write_atomic
 from autograder.records import Result
 
 HANDBACK = "handback"
@@ -38,7 +39,6 @@ def _number(x: float) -> str:
 
 def write_lms_csv(out: Path, results: list[Result]) -> Path:
     """``OUT/lms_grades.csv`` (see the module's doc); return its path."""
-    from autograder.grade import _write_atomic
 
     assignments = sorted({r.assignment for r in results})
     rows: dict[str, dict[str, str]] = {}
@@ -52,7 +52,7 @@ def write_lms_csv(out: Path, results: list[Result]) -> Path:
     for student in sorted(rows):
         writer.writerow({**rows[student], "total": _number(totals[student])})
     path = Path(out) / LMS_CSV
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return path
 
 

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.files import write_atomic
 from autograder.records import Result
 
 PENDING_CSV = "hand_grades_pending.csv"
@@ -196,7 +197,6 @@ def pending_cells(results: list[Result]) -> list[tuple[str, str, str, float, lis
 
 
 def _write_pending_csv(out: Path, pending) -> None:
-    from autograder.grade import _write_atomic
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -204,7 +204,7 @@ def _write_pending_csv(out: Path, pending) -> None:
     for assignment, _nb, gid, _pts, students in pending:
         for student in students:
             writer.writerow([student, assignment, gid, "", ""])
-    _write_atomic(out / PENDING_CSV, buf.getvalue())
+    write_atomic(out / PENDING_CSV, buf.getvalue())
 
 
 def write_report(out: Path, results: list[Result], course=None) -> Path:
