@@ -87,6 +87,12 @@ _CHUNK_ENTRIES = 1 << 20
 MAX_ITER = 50_000
 #: Most halvings of the SQUAREM step length per cycle in the matrix loop.
 _BACKTRACKS = 6
+#: The monotonicity guard's message in the matrix loop (see
+#: :func:`emlib.convergence.guard_batch`): it names the gene.
+_GUARD_MESSAGE = (
+    "zinb: the log-likelihood of gene {label} went from {old!r} to {new!r} at iteration "
+    "{iteration}: EM cannot lower the likelihood, so the E-step and M-step disagree"
+)
 #: A gene still iterating after this many EM-map evaluations is handed to the Newton
 #: polish (again after 4, 16, ... times as many if the polish could not certify it).
 POLISH_AFTER = 10
@@ -1738,19 +1744,6 @@ def _squarem_cycle(d, v, ll, step_max, xtol, tol, last_rho):
     return candidate, value, used, small, step_max, rho, bound
 
 
-def _guard(old, new, genes, iteration):
-    bad = ~np.isfinite(new) | (
-        new < old - convergence.MONOTONE_RTOL * np.maximum(np.abs(old), 1.0)
-    )
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise convergence.MonotonicityError(
-            f"zinb: the log-likelihood of gene {int(genes[i])} went from {old[i]!r} to "
-            f"{new[i]!r} at iteration {iteration}: EM cannot lower the likelihood, so the "
-            "E-step and M-step disagree"
-        )
-
-
 def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, progress=None):
     """Every gene's EM at once; returns the arrays of a :class:`ZINBMatrixResult`.
 
@@ -1813,7 +1806,13 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                     new_bound = np.where(by_x, np.nan, new_bound)
                     done |= by_x
             genes = sub_genes[live]
-            _guard(lla[live], ll_new[live], genes, iteration)
+            convergence.guard_batch(
+                lla[live],
+                ll_new[live],
+                iteration=iteration,
+                labels=genes,
+                message=_GUARD_MESSAGE,
+            )
             n_iter[genes] += used[live]
             done = done[live]
             v[genes], ll[genes], step_max[genes] = v_new[live], ll_new[live], new_step_max[live]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import emlib
-from emlib import convergence, linkage, moth, zero_inflated_poisson
+from emlib import convergence, linkage, moth, zero_inflated_poisson, zinb
 from emlib.convergence import ConvergenceWarning, MonotonicityError
 from emlib.em import EMModel, run
 
@@ -37,6 +37,82 @@ def test_check_monotone_tolerates_rounding_but_not_real_decreases(loglik):
     convergence.check_monotone([loglik, loglik - 1e-13 * scale])  # rounding: allowed
     with pytest.raises(MonotonicityError, match="iteration 1"):
         convergence.check_monotone([loglik, loglik - 1e-8 * scale])
+
+
+# --------------------------------------------------------------------------------------
+# guard_batch: the same guard on many fits at once
+# --------------------------------------------------------------------------------------
+
+BATCH_OLD = np.array([-1e6, -1234.5, -3.0, -0.25, 0.0, 42.0])
+FIT_NAMES = np.array([10, 11, 12, 13, 14, 15])
+
+
+def test_guard_batch_passes_rises_and_rounding_level_decreases():
+    scale = np.maximum(np.abs(BATCH_OLD), 1.0)
+    convergence.guard_batch(BATCH_OLD, BATCH_OLD + 1.0, iteration=1, labels=FIT_NAMES)
+    convergence.guard_batch(BATCH_OLD, BATCH_OLD, iteration=1, labels=FIT_NAMES)
+    # 1e-13 relative is rounding in a sum over observations, well inside MONOTONE_RTOL.
+    convergence.guard_batch(BATCH_OLD, BATCH_OLD - 1e-13 * scale, iteration=1)
+
+
+@pytest.mark.parametrize("fit", range(BATCH_OLD.size))
+def test_guard_batch_names_the_fit_whose_likelihood_decreased(fit):
+    new = BATCH_OLD.copy()
+    scale = max(abs(BATCH_OLD[fit]), 1.0)
+    new[fit] -= 10 * convergence.MONOTONE_RTOL * scale  # beyond the rounding allowance
+    with pytest.raises(MonotonicityError, match=rf"of fit {10 + fit} decreased at iteration 5\b"):
+        convergence.guard_batch(BATCH_OLD, new, iteration=5, labels=FIT_NAMES)
+
+
+def test_guard_batch_names_the_first_of_several_failing_fits():
+    new = BATCH_OLD - np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    with pytest.raises(MonotonicityError, match="of fit 12 "):
+        convergence.guard_batch(BATCH_OLD, new, iteration=2, labels=FIT_NAMES)
+
+
+@pytest.mark.parametrize("bad", [-np.inf, np.nan, np.inf])
+def test_guard_batch_rejects_a_value_that_is_not_finite(bad):
+    new = BATCH_OLD + 1.0
+    new[3] = bad
+    with pytest.raises(MonotonicityError, match=rf"of fit 13 became {bad} at iteration 4\b"):
+        convergence.guard_batch(BATCH_OLD, new, iteration=4, labels=FIT_NAMES)
+
+
+def test_guard_batch_formats_the_callers_message():
+    new = np.array([-9.0, -6.0])
+    message = "gene {label}: {old!r} -> {new!r} (by {by:.1f}) at iteration {iteration}"
+    with pytest.raises(MonotonicityError) as caught:
+        convergence.guard_batch(
+            np.array([-10.0, -5.0]), new, iteration=3, labels=np.array([4, 7]), message=message
+        )
+    assert (
+        str(caught.value) == "gene 7: np.float64(-5.0) -> np.float64(-6.0) (by 1.0) at iteration 3"
+    )
+
+
+def test_zinb_guard_message_is_the_matrix_loops():
+    with pytest.raises(MonotonicityError) as caught:
+        convergence.guard_batch(
+            np.array([-10.0, -5.0]),
+            np.array([-9.0, np.nan]),
+            iteration=8,
+            labels=np.array([3, 41]),
+            message=zinb._GUARD_MESSAGE,
+        )
+    assert str(caught.value) == (
+        "zinb: the log-likelihood of gene 41 went from np.float64(-5.0) to np.float64(nan) "
+        "at iteration 8: EM cannot lower the likelihood, so the E-step and M-step disagree"
+    )
+
+
+@pytest.mark.parametrize(("old", "new"), [(-10.0, -11.0), (-3.0, np.nan), (-3.0, -np.inf)])
+def test_scalar_guard_is_the_batch_of_one(old, new):
+    with pytest.raises(MonotonicityError) as scalar:
+        convergence._guard(old, new, 6)
+    with pytest.raises(MonotonicityError) as batch:
+        convergence.guard_batch(old, new, iteration=6)
+    assert str(scalar.value) == str(batch.value)
+    assert "of fit" not in str(scalar.value)  # one fit: the message names only the iteration
 
 
 @pytest.mark.parametrize(
