@@ -8,6 +8,8 @@ Every EM fit in :mod:`emlib` runs through :func:`emlib.em.run`, which uses the p
   :func:`guard_batch` is the same guard on many fits at once (the ZINB matrix fit);
 * :func:`squarem_step` is one cycle of SQUAREM (Varadhan & Roland 2008), an
   extrapolation that uses the same fixed-point map as plain EM;
+  :func:`squarem_cycle_batch` is a cycle on many fits at once, with backtracking on the
+  step length and the stopping rule (the ZINB matrix fit);
 * :func:`rate` estimates the linear rate of convergence at the fixed point;
 * :func:`jacobian` and :func:`hessian` are the central finite differences behind
   :func:`rate` and the standard errors.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emlib import _warnings
+from emlib import _warnings, stopping
 
 #: A decrease of the log-likelihood smaller than this, relative to its size, is taken as
 #: rounding error in the sum over observations rather than as a real decrease.
@@ -249,6 +251,149 @@ def squarem_step(
     elif alpha == state.step_max:
         state.step_max *= state.step_factor
     return candidate, value, evaluations, False
+
+
+def squarem_cycle_batch(
+    em_map: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    objective: Callable[[np.ndarray], np.ndarray],
+    v: np.ndarray,
+    step_max: np.ndarray,
+    *,
+    in_domain: Callable[[np.ndarray], np.ndarray],
+    tol: float,
+    xtol: float | None,
+    last_rho: np.ndarray,
+    backtracks: int,
+):
+    """One SQUAREM cycle on each of ``n_fits`` fits, with backtracking on the step length,
+    and the stopping rule of :mod:`emlib.stopping` on its two plain EM steps.
+
+    As :func:`squarem_step`, row by row: two EM steps :math:`v_1 = M(v)`,
+    :math:`v_2 = M(v_1)`, then with :math:`r = v_1 - v` and :math:`w = v_2 - 2v_1 + v`
+    the extrapolation
+
+    .. math:: v' = v + 2\\alpha r + \\alpha^2 w, \\qquad
+              \\alpha = \\|r\\| / \\|w\\| \\text{ clipped to } [1, \\text{step\\_max}],
+
+    followed by one stabilising EM step (unless :math:`|\\alpha - 1| \\le 0.01`). It is
+    accepted where it lies in the domain and :math:`\\ell(v') \\ge \\ell(v_2) -`
+    :func:`decrease_tolerance`, so the likelihood still never falls below two plain EM
+    steps'. Unlike :func:`squarem_step`, a rejected candidate is not dropped at once: α is
+    halved towards 1, :math:`\\alpha \\leftarrow (\\alpha + 1)/2`, up to ``backtracks``
+    times before the fit falls back to :math:`v_2`, and ``step_max`` is reset to the α
+    that worked (1 after a fallback); it grows fourfold when the longest step is taken.
+    On weakly identified fits (EM rate 0.9996, e.g. a ZINB gene of mean 0.15 with 93 %
+    zeros) the plain fallback needs thousands of evaluations; backtracking needs tens.
+
+    Every call of ``em_map`` and ``objective`` takes all ``n_fits`` rows (a row that does
+    not need the evaluation is given :math:`v_2`, a point of its domain, and its result is
+    dropped), so a vectorised model evaluates each fit the same way whichever others are
+    pending.
+
+    The stopping rule is applied per fit to the two plain steps, the rate being
+    :func:`emlib.stopping.slowest_rate` of this cycle's estimate and ``last_rho``. A fit
+    that meets it (or ``xtol``) ends at :math:`v_2`, or at :math:`v_1` when its first step
+    is already at rounding level (:data:`emlib.stopping.ROUNDING_STEP`); it is not
+    extrapolated.
+
+    Parameters
+    ----------
+    em_map : callable
+        ``em_map(v) -> (M(v), ℓ(v))`` on packed points of shape (n_fits, d): the EM map
+        of each row and the log-likelihood at the input (one E-step gives both).
+    objective : callable
+        ``objective(v) -> ℓ(v)``, shape (n_fits,), ``-inf`` for a row outside the domain.
+    v : ndarray of shape (n_fits, d)
+        The current points.
+    step_max : ndarray of shape (n_fits,)
+        Each fit's bound on α, carried from cycle to cycle (start at 1).
+    in_domain : callable
+        ``in_domain(v) -> bool array (n_fits,)``: which rows are parameters of the model
+        (the extrapolation can leave the domain).
+    tol : float
+        The stopping rule's tolerance on Aitken's bound.
+    xtol : float or None
+        Also stop a fit whose plain EM step is at most ``xtol`` in Euclidean length.
+    last_rho : ndarray of shape (n_fits,)
+        The slowest rate estimate seen so far (``inf`` at the start).
+    backtracks : int
+        Most halvings of α per cycle; 0 tries the first α only.
+
+    Returns
+    -------
+    v_new, ll_new, used, done, step_max, rho, bound
+        The new points and their ℓ; the EM-map evaluations used per fit (1 or 2 for a fit
+        that stopped, else 2 plus one per stabilising step it was given); which fits met
+        the stopping rule; the new step bounds; the slowest rates seen; and Aitken's
+        bounds on the distance left (0 for a rounding-level step, NaN where ``xtol``
+        stopped the fit).
+    """
+    v1, _ = em_map(v)
+    s1 = stopping.step_sizes(v, v1)
+    v2, ll1 = em_map(v1)
+    s2 = stopping.step_sizes(v1, v2)
+    ll2 = objective(v2)
+    used = np.full(v.shape[0], 2)
+    rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(s1, s2))
+    bound = stopping.aitken_bound(s2, rate)
+    small1, small2, bound = _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol)
+    small = small1 | small2
+    r = v1 - v
+    w = v2 - v1 - r
+    sr2, sv2 = np.sum(r * r, axis=1), np.sum(w * w, axis=1)
+    degenerate = (sr2 == 0) | (sv2 == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.clip(np.sqrt(sr2 / sv2), 1.0, step_max)
+    alpha = np.where(degenerate, 1.0, alpha)
+    first_alpha = alpha.copy()
+    candidate, value = v2.copy(), ll2.copy()
+    accepted = np.ones(v.shape[0])
+    pending = ~degenerate & ~small & (alpha > 1.0)
+    floor = ll2 - decrease_tolerance(ll2)
+    for _ in range(backtracks + 1):
+        if not pending.any():
+            break
+        trial = v + 2 * alpha[:, None] * r + alpha[:, None] ** 2 * w
+        stabilise = pending & (np.abs(alpha - 1.0) > 0.01) & in_domain(trial)
+        if stabilise.any():
+            mapped, _ = em_map(np.where(stabilise[:, None], trial, v2))
+            trial = np.where(stabilise[:, None], mapped, trial)
+            used = used + stabilise
+        trial_value = objective(np.where(pending[:, None], trial, v2))
+        ok = pending & np.isfinite(trial_value) & (trial_value >= floor)
+        candidate[ok], value[ok], accepted[ok] = trial[ok], trial_value[ok], alpha[ok]
+        pending &= ~ok
+        alpha = np.where(pending, (alpha + 1.0) / 2.0, alpha)
+    grow = (accepted == first_alpha) & (first_alpha == step_max) & ~degenerate
+    step_max = np.where(
+        grow,
+        SquaremState.step_factor * step_max,
+        np.where(accepted < first_alpha, accepted, step_max),
+    )
+    step_max = np.maximum(step_max, 1.0)
+    # Converged fits stop at their last plain step.
+    candidate = np.where(small1[:, None], v1, np.where(small2[:, None], v2, candidate))
+    value = np.where(small1, ll1, np.where(small2, ll2, value))
+    used = np.where(small1, 1, used)
+    return candidate, value, used, small, step_max, rho, bound
+
+
+def _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol):
+    """Which fits of a SQUAREM cycle stop at ``v1`` and which at ``v2``, and their bounds.
+
+    At ``v1`` where the first step is at rounding level (bound 0) or, with ``xtol``, at most
+    ``xtol`` long; at ``v2`` where the stopping rule holds after the second step or that
+    step is at most ``xtol`` long. A stop by ``xtol`` alone has no Aitken bound (NaN).
+    """
+    small1 = s1 <= stopping.ROUNDING_STEP
+    small2 = ~small1 & stopping.is_converged(s2, rate, tol)
+    bound = np.where(small1, 0.0, bound)
+    if xtol is not None:
+        by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)
+        by_x2 = ~small1 & ~small2 & ~by_x1 & (np.linalg.norm(v2 - v1, axis=1) <= xtol)
+        bound = np.where(by_x1 | by_x2, np.nan, bound)
+        small1, small2 = small1 | by_x1, small2 | by_x2
+    return small1, small2, bound
 
 
 def jacobian(func: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:

@@ -85,7 +85,9 @@ _CHUNK_ENTRIES = 1 << 20
 #: polish) needs tens of thousands of evaluations on weakly identified genes (EM rate within
 #: 1e-4 of 1).
 MAX_ITER = 50_000
-#: Most halvings of the SQUAREM step length per cycle in the matrix loop.
+#: Most halvings of the SQUAREM step length per cycle in the matrix loop (see
+#: :func:`emlib.convergence.squarem_cycle_batch`): on weakly identified genes the
+#: plain fallback to two EM steps needs thousands of evaluations, backtracking tens.
 _BACKTRACKS = 6
 #: The monotonicity guard's message in the matrix loop (see
 #: :func:`emlib.convergence.guard_batch`): it names the gene.
@@ -1672,78 +1674,6 @@ def _loglik_only(d: _Data, mu, theta, pi) -> np.ndarray:
     return _loglik_and_share(d, mu, theta, pi)[0]
 
 
-def _squarem_cycle(d, v, ll, step_max, xtol, tol, last_rho):
-    """One SQUAREM cycle per gene, with backtracking on the step length, and the stopping rule.
-
-    As :func:`emlib.convergence.squarem_step`: two EM steps :math:`v_1, v_2`, then the
-    extrapolation :math:`v + 2\\alpha r + \\alpha^2 (v_2 - 2v_1 + v)` with
-    :math:`\\alpha = \\|r\\| / \\|v_2 - 2v_1 + v\\|` clipped to ``[1, step_max]`` and one
-    stabilising EM step. Unlike the generic step, a candidate that is invalid or worse than
-    :math:`v_2` is not dropped at once: α is halved towards 1 (α ← (α + 1)/2) up to
-    :data:`_BACKTRACKS` times, and ``step_max`` is reset to the α that worked. On weakly
-    identified genes (EM rate ≈ 0.9996, e.g. a mean of 0.15 with 93 % zeros) the plain
-    fallback needs thousands of evaluations; backtracking needs tens.
-
-    The stopping rule of :mod:`emlib.stopping` is applied per gene to the two plain steps
-    (rate: :func:`emlib.stopping.slowest_rate` of this cycle's estimate and ``last_rho``); a
-    gene that meets it (or ``xtol``) ends at :math:`v_2` (:math:`v_1` when its first step is
-    at rounding level) and is not extrapolated. Returns the new points, their ℓ, the EM-map
-    evaluations used, which genes converged, the new step bounds, the slowest rates seen
-    and the distance bounds.
-    """
-    v1, _ = _em_map(d, v)
-    s1 = stopping.step_sizes(v, v1)
-    v2, ll1 = _em_map(d, v1)
-    s2 = stopping.step_sizes(v1, v2)
-    ll2 = _objective(d, v2)
-    used = np.full(v.shape[0], 2)
-    rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(s1, s2))
-    bound = stopping.aitken_bound(s2, rate)
-    small1 = s1 <= stopping.ROUNDING_STEP
-    small2 = ~small1 & stopping.is_converged(s2, rate, tol)
-    bound = np.where(small1, 0.0, bound)
-    if xtol is not None:
-        by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)
-        by_x2 = ~small1 & ~small2 & ~by_x1 & (np.linalg.norm(v2 - v1, axis=1) <= xtol)
-        bound = np.where(by_x1 | by_x2, np.nan, bound)
-        small1, small2 = small1 | by_x1, small2 | by_x2
-    small = small1 | small2
-    r = v1 - v
-    w = v2 - v1 - r
-    sr2, sv2 = np.sum(r * r, axis=1), np.sum(w * w, axis=1)
-    degenerate = (sr2 == 0) | (sv2 == 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.clip(np.sqrt(sr2 / sv2), 1.0, step_max)
-    alpha = np.where(degenerate, 1.0, alpha)
-    first_alpha = alpha.copy()
-    candidate, value = v2.copy(), ll2.copy()
-    accepted = np.ones(v.shape[0])
-    pending = ~degenerate & ~small & (alpha > 1.0)
-    floor = ll2 - convergence.MONOTONE_RTOL * np.maximum(np.abs(ll2), 1.0)
-    for _ in range(_BACKTRACKS + 1):
-        if not pending.any():
-            break
-        trial = v + 2 * alpha[:, None] * r + alpha[:, None] ** 2 * w
-        stabilise = pending & (np.abs(alpha - 1.0) > 0.01) & _in_domain(trial)
-        if stabilise.any():
-            mapped, _ = _em_map(d, np.where(stabilise[:, None], trial, v2))
-            trial = np.where(stabilise[:, None], mapped, trial)
-            used = used + stabilise
-        trial_value = _objective(d, np.where(pending[:, None], trial, v2))
-        ok = pending & np.isfinite(trial_value) & (trial_value >= floor)
-        candidate[ok], value[ok], accepted[ok] = trial[ok], trial_value[ok], alpha[ok]
-        pending &= ~ok
-        alpha = np.where(pending, (alpha + 1.0) / 2.0, alpha)
-    grow = (accepted == first_alpha) & (first_alpha == step_max) & ~degenerate
-    step_max = np.where(grow, 4.0 * step_max, np.where(accepted < first_alpha, accepted, step_max))
-    step_max = np.maximum(step_max, 1.0)
-    # Converged genes stop at their last plain step.
-    candidate = np.where(small1[:, None], v1, np.where(small2[:, None], v2, candidate))
-    value = np.where(small1, ll1, np.where(small2, ll2, value))
-    used = np.where(small1, 1, used)
-    return candidate, value, used, small, step_max, rho, bound
-
-
 def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, progress=None):
     """Every gene's EM at once; returns the arrays of a :class:`ZINBMatrixResult`.
 
@@ -1786,9 +1716,18 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
         if not (iteration == 1 and polish and first_polish == 0):
             va, lla = v[sub_genes], ll[sub_genes]
             if accelerate == "squarem" and np.all(max_iter - n_iter[sub_genes[live]] >= 3):
-                v_new, ll_new, used, done, new_step_max, rho, new_bound = _squarem_cycle(
-                    sub, va, lla, step_max[sub_genes], xtol, tol, last_rho[sub_genes]
+                cycle = convergence.squarem_cycle_batch(
+                    lambda x, sub=sub: _em_map(sub, x),
+                    lambda x, sub=sub: _objective(sub, x),
+                    va,
+                    step_max[sub_genes],
+                    in_domain=_in_domain,
+                    tol=tol,
+                    xtol=xtol,
+                    last_rho=last_rho[sub_genes],
+                    backtracks=_BACKTRACKS,
                 )
+                v_new, ll_new, used, done, new_step_max, rho, new_bound = cycle
                 new_step = last_step[sub_genes]
             else:
                 v_new, _ = _em_map(sub, va)

@@ -284,6 +284,111 @@ def test_squarem_step_never_lowers_the_linkage_likelihood(theta0):
         theta, loglik = theta_new, loglik_new
 
 
+def moth_batch():
+    """The moth model's EM map and ℓ, row by row, on a batch of packed points (n, 2)."""
+    model = moth.MODEL
+    em_map, objective = model.em_map(MOTH_PREPARED), model.objective(MOTH_PREPARED)
+
+    def batch_map(v):
+        return np.array([em_map(row) for row in v]), np.array([objective(row) for row in v])
+
+    def batch_objective(v):
+        return np.array([objective(row) for row in v])
+
+    def batch_domain(v):
+        return np.array([model.in_domain(row) for row in v])
+
+    return batch_map, batch_objective, batch_domain
+
+
+MOTH_STARTS = np.array([[0.3, 0.3], [0.05, 0.9], [0.9, 0.05], [0.01, 0.01]])
+
+
+@pytest.mark.parametrize("backtracks", [0, 6])
+def test_squarem_cycle_batch_treats_each_fit_as_a_batch_of_one(backtracks):
+    batch_map, batch_objective, batch_domain = moth_batch()
+    options = {"in_domain": batch_domain, "tol": 1e-8, "xtol": None, "backtracks": backtracks}
+    n = MOTH_STARTS.shape[0]
+    v, step_max, rho = MOTH_STARTS.copy(), np.full(n, 16.0), np.full(n, np.inf)
+    for _ in range(3):
+        ll_two_steps = batch_objective(batch_map(batch_map(v)[0])[0])
+        out = convergence.squarem_cycle_batch(
+            batch_map, batch_objective, v, step_max, last_rho=rho, **options
+        )
+        for i in range(n):
+            alone = convergence.squarem_cycle_batch(
+                batch_map,
+                batch_objective,
+                v[i : i + 1],
+                step_max[i : i + 1],
+                last_rho=rho[i : i + 1],
+                **options,
+            )
+            for whole, part in zip(out, alone, strict=True):
+                assert np.array_equal(whole[i], part[0], equal_nan=True)
+        v_new, ll_new, used, _, step_max, rho, _ = out
+        assert np.all(batch_domain(v_new))
+        np.testing.assert_array_equal(ll_new, batch_objective(v_new))
+        # Never below two plain EM steps (up to rounding), so never below the start.
+        assert np.all(ll_new >= ll_two_steps - convergence.decrease_tolerance(ll_two_steps))
+        assert np.all((1 <= used) & (used <= 2 + backtracks + 1))
+        assert np.all(step_max >= 1.0)
+        v = v_new
+
+
+LINEAR_RATES = np.array([0.99, 0.9, 0.8])
+
+
+def linear_domain(v):
+    """A domain, v > 1/2, that cuts off the fixed point 0 of :func:`linear_batch`."""
+    return np.all(v > 0.5, axis=1)
+
+
+def linear_objective(v):
+    return np.where(linear_domain(v), -np.sum(v * v, axis=1), -np.inf)
+
+
+def linear_batch(v):
+    """EM map v -> ρ v of rates ``LINEAR_RATES`` and ℓ(v) = −|v|²."""
+    return LINEAR_RATES[:, None] * v, linear_objective(v)
+
+
+@pytest.mark.parametrize("backtracks", [0, 6])
+def test_squarem_cycle_batch_backtracks_towards_one(backtracks):
+    """At rate 0.99 SQUAREM's α = |r| / |w| = 0.01 / 0.01² = 100 extrapolates a line
+    exactly, to v (1 − α/100)² = 0: outside the domain v > 1/2. Halving α towards 1 gives
+    50.5 (0.245, outside too), then 25.75: (0.7425)², and ρ times that after the
+    stabilising step, is accepted, and becomes the new step bound."""
+    v = np.ones((3, 2))
+    out = convergence.squarem_cycle_batch(
+        linear_batch,
+        linear_objective,
+        v,
+        np.array([1000.0, 1.0, 1.0]),
+        in_domain=linear_domain,
+        tol=1e-8,
+        xtol=None,
+        last_rho=np.full(3, np.inf),
+        backtracks=backtracks,
+    )
+    v_new, ll_new, used, done, step_max, _, _ = out
+    v2 = LINEAR_RATES[:, None] ** 2 * v
+    assert not done.any()
+    if backtracks == 0:
+        # The one α tried leaves the domain: two plain EM steps, and the bound back to 1.
+        np.testing.assert_array_equal(v_new[0], v2[0])
+        assert used[0] == 2 and step_max[0] == 1.0
+    else:
+        alpha = 25.75
+        np.testing.assert_allclose(v_new[0], 0.99 * (1 - alpha / 100) ** 2, rtol=1e-10)
+        assert used[0] == 3
+        assert step_max[0] == pytest.approx(alpha, rel=1e-12)
+        assert ll_new[0] > linear_objective(v2)[0]
+    # Rows with step_max = 1 take the plain steps; the bound grows by the step factor.
+    np.testing.assert_array_equal(v_new[1:], v2[1:])
+    np.testing.assert_array_equal(step_max[1:], 4.0)
+
+
 # --------------------------------------------------------------------------------------
 # Warnings when a fit does not converge
 # --------------------------------------------------------------------------------------
