@@ -1281,6 +1281,16 @@ def _truncated_poisson_mean(mean_positive: np.ndarray) -> np.ndarray:
     return m + lambertw(-m * np.exp(-m)).real
 
 
+def _hurdle_pi(mu, theta, share):
+    """The π that gives a share ``share`` of positive counts, 1 − share / (1 − f(0; μ, θ)).
+
+    Clipped to [0.01, 1 − 1e-9]: a start inside the domain, off the face π = 0 that EM
+    cannot leave.
+    """
+    positive = -np.expm1(_negbin.log_zero_probability(mu, theta))
+    return np.clip(1.0 - share / positive, 0.01, 1.0 - 1e-9)
+
+
 def _fit_start(d: _Data):
     """The start of ``fit`` without ``init``: :func:`default_init`, or for a very sparse gene
     the best of it and the hurdle starts (by ℓ).
@@ -1327,9 +1337,7 @@ def _fit_start(d: _Data):
     share = n_pos[sparse] / d.n_cells
     for value in _HURDLE_THETAS:
         th = np.full(sparse.size, value)
-        positive = -np.expm1(_negbin.log_zero_probability(hurdle_mu, th))
-        cand_pi = np.clip(1.0 - share / positive, 0.01, 1.0 - 1e-9)
-        cand = (hurdle_mu, th, cand_pi)
+        cand = (hurdle_mu, th, _hurdle_pi(hurdle_mu, th, share))
         ll = _loglik_only(sub, *cand)
         better = ll > best_ll
         best = tuple(np.where(better, c, b) for c, b in zip(cand, best, strict=True))
@@ -1831,9 +1839,7 @@ def _not_a_maximum(d: _Data, v) -> np.ndarray:
     """
     _, hess, dphi = _newton_terms(d, *_unpack(v))
     _, theta, pi = _unpack(v)
-    free = np.ones((v.shape[0], 3), dtype=bool)
-    free[:, 1] = np.isfinite(theta)
-    free[:, 2] = pi > 0.0  # EM's faces: see _newton_check
+    free = _free_coordinates(theta, pi, grad=None)
     both = free[:, :, None] & free[:, None, :]
     block = np.where(both, hess, 0.0)
     ok = np.all(np.isfinite(block), axis=(1, 2))
@@ -1856,8 +1862,7 @@ def _restart_starts(d: _Data):
     starts = []
     for value in _HURDLE_THETAS:
         th = np.full(d.n_genes, value)
-        positive = -np.expm1(_negbin.log_zero_probability(mu, th))
-        starts.append((mu, th, np.clip(1.0 - share / positive, 0.01, 1.0 - 1e-9)))
+        starts.append((mu, th, _hurdle_pi(mu, th, share)))
     mean, _, _ = _default_init(d)
     starts.append((mean, np.full(d.n_genes, _THETA_FLOOR), np.full(d.n_genes, 0.01)))
     return starts
@@ -2085,6 +2090,16 @@ def _newton_point(v, delta, t):
     return _pack(mu * np.exp(t * delta[:, 0]), new_theta, new_pi)
 
 
+def _free_coordinates(theta, pi, grad=None):
+    """Which of (log μ, log θ, π) move, per gene: θ = ∞ is held (the Poisson face), and
+    π = 0 while ∂ℓ/∂π ≤ 0 there (an active bound), or always without ``grad`` (EM's view:
+    EM cannot leave π = 0)."""
+    free = np.ones((theta.size, 3), dtype=bool)
+    free[:, 1] = np.isfinite(theta)
+    free[:, 2] = (pi > 0.0) if grad is None else ~((pi == 0.0) & (grad[:, 2] <= 0.0))
+    return free
+
+
 def _newton_check(v, grad, hess, dphi, modify=False, em_faces=False):
     """Newton's step from the points ``v`` and what it says of them (see :func:`_polish`).
 
@@ -2099,9 +2114,7 @@ def _newton_check(v, grad, hess, dphi, modify=False, em_faces=False):
     alone, whatever the EM rate says.
     """
     _, theta, pi = _unpack(v)
-    free = np.ones((v.shape[0], 3), dtype=bool)
-    free[:, 1] = np.isfinite(theta)
-    free[:, 2] = (pi > 0.0) if em_faces else ~((pi == 0.0) & (grad[:, 2] <= 0.0))
+    free = _free_coordinates(theta, pi, None if em_faces else grad)
     if modify:
         delta, definite, usable = _newton_direction(grad, hess, free, modify=True)
     else:
