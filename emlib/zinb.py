@@ -1495,7 +1495,8 @@ class ZINBMatrixResult:
         )
 
     def __getattr__(self, name):
-        if name in ("param_history", "_model", "_prepared", "_em_map"):
+        # The one-fit parts of EMResult: a clear TypeError, not an AttributeError.
+        if name in ("param_history", "packed_params", "em_map", "_model", "_prepared"):
             raise TypeError(f"{name!r} is defined for one fit: " + _INDEX_A_GENE)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
