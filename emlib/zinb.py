@@ -2127,7 +2127,7 @@ def _newton_check(v, grad, hess, dphi, modify=False, em_faces=False):
     return delta, definite, usable, kkt, stopping.step_sizes(v, target)
 
 
-def _far_by_newton(d: _Data, v, tol) -> np.ndarray:
+def _far_by_newton(d: _Data, v, tol) -> tuple[np.ndarray, np.ndarray]:
     """Which genes of ``d``, at the points ``v`` the EM stopping rule accepted, Newton
     places further than ``tol`` from their maximum.
 
