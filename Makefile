@@ -27,7 +27,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help lab test site browser bench lock clean distclean
+.PHONY: help lab test site browser bench sweep lock clean distclean
 
 help:
 	@echo "Targets:"
@@ -36,6 +36,7 @@ help:
 	@echo "                  (installs Debian's chromium for the browser tests when run as root)"
 	@echo "  make site       build the reading site of the course into _site/ (open _site/index.html)"
 	@echo "  make bench      run every benchmarks/bench_*.py, one after another"
+	@echo "  make sweep      grade the solutions and known-wrong answers on many fresh hidden-test draws; SWEEP_ARGS=..."
 	@echo "  make lock       regenerate requirements.txt from requirements.in (uv pip compile)"
 	@echo "  make clean      remove build artefacts and caches (keeps .venv/)"
 	@echo "  make distclean  clean, and remove .venv/ too"
@@ -110,6 +111,9 @@ bench: $(STAMP)
 	  $(VENV_PY) "$$script"; \
 	done; \
 	[ -n "$$found" ] || echo "no benchmarks/bench_*.py yet"
+
+sweep: $(STAMP)
+	$(VENV_PY) -m tests.sweep_hidden_tests $(SWEEP_ARGS)
 
 lock:
 	@if [ -z "$(UV)" ]; then echo "error: uv not found; run make $(STAMP) first" >&2; exit 1; fi
