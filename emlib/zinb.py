@@ -1354,7 +1354,7 @@ def _fit_start(d: _Data):
 
 #: ``status`` of a gene in a matrix fit: the stopping rule (or the polish's certificate) was
 #: met; ``max_iter`` ran out first; the stopping rule was met where ℓ still rises (a saddle
-#: or a ridge: see :func:`_not_a_maximum`) and no restart found a maximum; the gene has
+#: or a ridge: see :func:`_rising`) and no restart found a maximum; the gene has
 #: only zero counts (no finite estimate).
 STATUS_CONVERGED = "converged"
 STATUS_MAX_ITER = "max_iter"
@@ -1690,7 +1690,8 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
 
     Genes that meet the stopping rule leave the active set; once a quarter of them have,
     the data are cut down to the live genes. With ``record`` (one gene), the packed
-    parameters after every iteration are kept too.
+    parameters after every iteration are kept too. The last array says, per gene that EM's
+    rule stopped, whether that point is not a maximum (:func:`_second_order`).
     """
     g = d.n_genes
     v = _pack(*start)
@@ -1704,7 +1705,9 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
         )
     n_iter = np.zeros(g, dtype=np.int64)
     converged = np.zeros(g, dtype=bool)
-    by_newton = np.zeros(g, dtype=bool)  # certified by the polish (a maximum by its test)
+    # Where EM's rule stopped a gene: whether that point is not a maximum (the polish
+    # certifies only at a negative definite Hessian, so its genes stay False).
+    rising = np.zeros(g, dtype=bool)
     step_max = np.ones(g)
     last_rho = np.full(g, np.inf)
     last_step = np.full(g, np.inf)
@@ -1773,9 +1776,11 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                 # The rule's rate estimate can be far too fast on a flat ridge: Newton
                 # vetoes, and a vetoed gene goes to the polish now.
                 check = np.flatnonzero(live)[done]
-                far, distance = _far_by_newton(_subset(sub, check), v_new[check], tol)
+                far, distance, rise = _second_order(_subset(sub, check), v_new[check], tol)
+                stopped = genes[done]
+                rising[stopped[~far]] = rise[~far]
                 if far.any():
-                    vetoed = genes[done][far]
+                    vetoed = stopped[far]
                     done[np.flatnonzero(done)[far]] = False
                     bound[vetoed] = distance[far]
                     next_polish[vetoed] = n_iter[vetoed]
@@ -1804,7 +1809,6 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                 v[cand], ll[cand] = v_p, ll_p
                 n_iter[cand] += steps
                 converged[cand[certified]] = True
-                by_newton[cand[certified]] = True
                 bound[cand[certified]] = p_bound[certified]
                 next_polish[cand] = np.maximum(4 * next_polish[cand], 4)
                 live[slow] = ~certified & (n_iter[cand] < max_iter)
@@ -1820,7 +1824,7 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
     values = np.concatenate(record_values)
     order = np.argsort(genes, kind="stable")
     history = np.split(values[order], np.cumsum(np.bincount(genes, minlength=g))[:-1])
-    return v, ll, n_iter, converged, history, bound, path, by_newton
+    return v, ll, n_iter, converged, history, bound, path, rising
 
 
 #: A free Hessian block whose largest eigenvalue exceeds this times its largest absolute
@@ -1828,8 +1832,9 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
 _RISING_RTOL = 1e-10
 
 
-def _not_a_maximum(d: _Data, v) -> np.ndarray:
-    """Which genes of ``d`` are, at the points ``v``, not at a maximum by second-order signs.
+def _rising(v, hess, dphi) -> np.ndarray:
+    """Which genes, at the points ``v`` (with their Hessians and ∂ℓ/∂(1/θ) there), are not
+    at a maximum by second-order signs.
 
     A maximum has a negative semi-definite Hessian on the free coordinates and the
     Karush-Kuhn-Tucker sign at θ = ∞ (see :func:`_newton_check`). A point where the
@@ -1838,7 +1843,6 @@ def _not_a_maximum(d: _Data, v) -> np.ndarray:
     its maximum at the other end, π = 0.9991 and θ = ∞) is a saddle or a rising ridge,
     where EM crawls with steps the rule cannot tell from the last ones.
     """
-    _, hess, dphi = _newton_terms(d, *_unpack(v))
     _, theta, pi = _unpack(v)
     free = _free_coordinates(theta, pi, grad=None)
     both = free[:, :, None] & free[:, None, :]
@@ -1872,33 +1876,27 @@ def _restart_starts(d: _Data):
 def _run_checked(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, progress=None):
     """:func:`_run_matrix`, then restarts for genes the stopping rule left at no maximum.
 
-    Genes reported converged where :func:`_not_a_maximum` holds are fitted again from
+    Genes reported converged where :func:`_rising` holds (at EM's stop, see
+    :func:`_second_order`) are fitted again from
     each of :func:`_restart_starts` (their evaluations count in ``n_iter``) and take the
     best converged run that ends at a maximum above the first run's ℓ (a maximum below a
     point where ℓ still rises is not the one that point leads to); a gene without one is
     reported not converged. Returns the arrays of :func:`_run_matrix` and which genes are left so.
     """
-    v, ll, n_iter, converged, history, bound, path, by_newton = _run_matrix(
+    v, ll, n_iter, converged, history, bound, path, rising = _run_matrix(
         d, start, tol, max_iter, accelerate, xtol, record=record, progress=progress
     )
-    rising = np.zeros(d.n_genes, dtype=bool)
-    # The polish certified its genes with a negative definite Hessian: only EM's stops
-    # are checked.
-    done = np.flatnonzero(converged & ~by_newton)
-    if xtol is not None or done.size == 0:
-        return v, ll, n_iter, converged, history, bound, path, rising
-    rising[done] = _not_a_maximum(_subset(d, done), v[done])
     genes = np.flatnonzero(rising)
     if genes.size == 0:
         return v, ll, n_iter, converged, history, bound, path, rising
     sub = _subset(d, genes)
     for cand in _restart_starts(sub):
         budget = int(max(max_iter - n_iter[genes].max(), 1))
-        rv, rll, rn, rc, rh, rb, rp, rnewton = _run_matrix(
+        rv, rll, rn, rc, rh, rb, rp, r_rising = _run_matrix(
             sub, cand, tol, budget, accelerate, xtol, record
         )
         n_iter[genes] += rn
-        good = rc & (rnewton | ~_not_a_maximum(sub, rv))
+        good = rc & ~r_rising
         better = good & (rll > ll[genes])
         for i in np.flatnonzero(better):
             g = genes[i]
@@ -2127,9 +2125,10 @@ def _newton_check(v, grad, hess, dphi, modify=False, em_faces=False):
     return delta, definite, usable, kkt, stopping.step_sizes(v, target)
 
 
-def _far_by_newton(d: _Data, v, tol) -> tuple[np.ndarray, np.ndarray]:
+def _second_order(d: _Data, v, tol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which genes of ``d``, at the points ``v`` the EM stopping rule accepted, Newton
-    places further than ``tol`` from their maximum.
+    places further than ``tol`` from their maximum, Newton's distances, and which are not
+    at a maximum (:func:`_rising`), from one evaluation of the Newton terms.
 
     Why: the stopping rule estimates the EM rate from two successive steps, and on the
     nearly flat ridge of a very sparse gene (the log-series limit θ → 0, see
@@ -2144,7 +2143,7 @@ def _far_by_newton(d: _Data, v, tol) -> tuple[np.ndarray, np.ndarray]:
     grad, hess, dphi = _newton_terms(d, *_unpack(v))
     _, definite, _, kkt, distance = _newton_check(v, grad, hess, dphi, em_faces=True)
     far = definite & kkt & (distance > tol) & (distance > stopping.ROUNDING_STEP)
-    return far, distance
+    return far, distance, _rising(v, hess, dphi)
 
 
 def _polish(d: _Data, v, ll, tol, budget):
