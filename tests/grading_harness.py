@@ -76,10 +76,7 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
             seed_of=lambda gid: judge.cell_seed(key, label, assignment, gid),
             hidden=sc["hidden"][name],
         )
-        grades = {
-            gid: {"score": 0.0, "max_score": float(top), "needs_manual": False}
-            for gid, top in sc["max"][name].items()
-        }
+        grades = grade._zero_grades(sc)[name]
         grade._score(grades, outcomes, solution, release, set())
         return {gid: (g["score"], g["max_score"]) for gid, g in grades.items()}
 
