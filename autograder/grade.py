@@ -209,6 +209,8 @@ def _scratch(course, assignment: str, settings: Settings):
         overrides["SandboxKernelManager.memory_limit"] = int(settings.memory_limit)
     if settings.sandbox is False:
         overrides["GradingExecute.sandbox"] = False
+    elif settings.isolated:
+        overrides["SandboxKernelManager.require_isolation"] = True
     cfg = config(**overrides)
     api = NbGraderAPI(config=cfg)
     result = api.generate_assignment(assignment, force=True)
@@ -759,12 +761,13 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
 
     from autograder.sandbox import isolation_available, sweep_stale_boxes
 
-    if isolation_available()[0]:
+    isolated, how = isolation_available()
+    if isolated:
         sweep_stale_boxes()  # left by runs killed outright (SIGKILL): no clean-up code ran
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
-    settings = replace(settings, hide=(base, str(submissions), str(out)))
+    settings = replace(settings, hide=(base, str(submissions), str(out)), isolated=isolated)
     bar = tqdm(total=len(todo), disable=not progress, unit="submission", desc="grading")
-    bar.write(f"sandbox: {isolation_available()[1]}") if progress else None
+    bar.write(f"sandbox: {how}") if progress else None
     remaining = list(todo)
     try:
         for _attempt in range(3):  # a crashed worker breaks the pool: start another

@@ -35,6 +35,9 @@ class Settings:
     #: Folders no kernel may see: this run's scratch, submissions and output (no grade
     #: depends on them, so they are not in :meth:`canonical_json`).
     hide: tuple[str, ...] = ()
+    #: Whether the run found kernel isolation available when it started: then every kernel
+    #: is isolated (a kernel that cannot be fails to start; none runs unisolated).
+    isolated: bool = False
 
     def canonical_json(self) -> str:
         """The settings a grade depends on as sorted JSON, as the fingerprint hashes them

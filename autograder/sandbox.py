@@ -273,6 +273,11 @@ class SandboxKernelManager(AsyncKernelManager):
         config=True
     )
     isolate = Bool(True, help="use a separate user and namespaces when possible").tag(config=True)
+    require_isolation = Bool(
+        False,
+        help="isolate every kernel without probing again: the grading run found isolation "
+        "available when it started, and a kernel must never fall back to running unisolated",
+    ).tag(config=True)
     user_prefix = Unicode("autograder-sb", help="sandbox users are <prefix><slot>").tag(
         config=True
     )
@@ -285,7 +290,9 @@ class SandboxKernelManager(AsyncKernelManager):
     _box_lock = None  # the open lock file that says this process owns _sandbox_dir
 
     async def _async_pre_start_kernel(self, **kw):
-        isolated = self.isolate and isolation_available()[0]
+        # A probe per kernel could fail once (a busy machine) and silently run a student's
+        # code unisolated; the run's own decision holds for all its kernels instead.
+        isolated = self.require_isolation or (self.isolate and isolation_available()[0])
         uid = gid = None
         if isolated:
             uid, gid = ensure_user(f"{self.user_prefix}{claim_slot()}")

@@ -486,13 +486,22 @@ def test_a_killed_grader_leaves_no_kernel_behind(graded, tmp_path):
     shutil.copytree(graded["folder"] / "slow_cells", folder / "slow_cells")
     cmd = [sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(tmp_path)]
     cmd += ["--course", str(TOY), "--jobs", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO)
+    log = tmp_path / "grader.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
     # The grader's own sandboxes only: the other test worker may be grading at the same time.
-    deadline = time.monotonic() + 90
-    while not sandboxes(descendants(proc.pid)) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    while not (started := sandboxes(descendants(proc.pid))) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break  # the grader ended without a sandboxed kernel: say what it printed
         time.sleep(0.2)
-    started = sandboxes(descendants(proc.pid))
-    assert started, "no kernel started"
+    if not started:
+        proc.kill()
+        states = {p.name: p.read_text()[-2000:] for p in (tmp_path / STATE).glob("*.json")}
+        pytest.fail(
+            f"no sandboxed kernel started (grader exit {proc.poll()}):\n"
+            f"{log.read_text()[-3000:]}\nstate files: {states}"
+        )
     children = subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
@@ -744,3 +753,25 @@ def test_tasks_and_settings_cross_to_a_worker_process(tmp_path):
     assert found[0].notebooks == ("toy",)
     settings = Settings(timeout=5, seed_key="ab" * 32, hide=("/tmp/x",))
     assert pickle.loads(pickle.dumps((found, settings))) == (found, settings)
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"kernel sandbox unavailable: {WHY}")
+def test_a_run_that_found_isolation_never_starts_a_kernel_without_it(monkeypatch):
+    """Once the run has decided, a failed probe in a worker does not unwrap a kernel."""
+    import asyncio
+
+    from autograder import sandbox
+
+    monkeypatch.setattr(sandbox, "isolation_available", lambda: (False, "probe failed"))
+    monkeypatch.setattr(sandbox, "_slot", None)  # this test's own slot, released below
+    try:
+        for required, wrapped in ((True, True), (False, False)):
+            km = sandbox.SandboxKernelManager(kernel_name="python3", require_isolation=required)
+            try:
+                cmd, _ = asyncio.run(km._async_pre_start_kernel())
+            finally:
+                km._forget_box()
+            assert ("unshare" in cmd) is wrapped, cmd
+    finally:
+        if sandbox._slot is not None:
+            sandbox._slot[2].close()
