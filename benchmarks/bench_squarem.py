@@ -38,7 +38,9 @@ REPEATS = 5
 
 
 def plain_em(y: np.ndarray, init: dict, xtol: float, max_iter: int = REFERENCE_MAX_ITER):
-    return poisson_mixture.fit(y, k=2, init=init, tol=0, xtol=xtol, max_iter=max_iter)
+    return poisson_mixture.fit(
+        y, k=2, init=init, accelerate=None, tol=0, xtol=xtol, max_iter=max_iter
+    )
 
 
 def squarem(y: np.ndarray, init: dict, xtol: float):

@@ -168,6 +168,12 @@ def _guard(old: float, new: float, iteration: int, rtol: float = MONOTONE_RTOL) 
     guard_batch(old, new, iteration=iteration, rtol=rtol)
 
 
+#: Most halvings of the SQUAREM step length per cycle in the drivers (see
+#: :func:`squarem_cycle_batch`): on weakly identified fits the plain fallback to two EM
+#: steps needs thousands of evaluations, backtracking tens.
+SQUAREM_BACKTRACKS = 6
+
+
 @dataclass
 class SquaremState:
     """The adaptive step bounds that SQUAREM carries from one cycle to the next."""
@@ -264,9 +270,14 @@ def squarem_cycle_batch(
     xtol: float | None,
     last_rho: np.ndarray,
     backtracks: int,
+    scale=1.0,
+    guard: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ):
     """One SQUAREM cycle on each of ``n_fits`` fits, with backtracking on the step length,
     and the stopping rule of :mod:`emlib.stopping` on its two plain EM steps.
+
+    This is the drivers' one rule: :func:`emlib.em.fit` runs a single fit as a batch of
+    one, :func:`emlib.zinb.fit` every gene of a matrix at once.
 
     As :func:`squarem_step`, row by row: two EM steps :math:`v_1 = M(v)`,
     :math:`v_2 = M(v_1)`, then with :math:`r = v_1 - v` and :math:`w = v_2 - 2v_1 + v`
@@ -275,15 +286,20 @@ def squarem_cycle_batch(
     .. math:: v' = v + 2\\alpha r + \\alpha^2 w, \\qquad
               \\alpha = \\|r\\| / \\|w\\| \\text{ clipped to } [1, \\text{step\\_max}],
 
-    followed by one stabilising EM step (unless :math:`|\\alpha - 1| \\le 0.01`). It is
-    accepted where it lies in the domain and :math:`\\ell(v') \\ge \\ell(v_2) -`
-    :func:`decrease_tolerance`, so the likelihood still never falls below two plain EM
-    steps'. Unlike :func:`squarem_step`, a rejected candidate is not dropped at once: α is
-    halved towards 1, :math:`\\alpha \\leftarrow (\\alpha + 1)/2`, up to ``backtracks``
-    times before the fit falls back to :math:`v_2`, and ``step_max`` is reset to the α
-    that worked (1 after a fallback); it grows fourfold when the longest step is taken.
-    On weakly identified fits (EM rate 0.9996, e.g. a ZINB gene of mean 0.15 with 93 %
-    zeros) the plain fallback needs thousands of evaluations; backtracking needs tens.
+    followed by one stabilising EM step, which puts the point back in the M-step's range
+    (a model whose M-step keeps to a constraint set, such as a floor on covariances, would
+    otherwise take the next plain EM step from outside it, where ℓ can fall). It is
+    accepted where it lies in the domain and :math:`\\ell(v') \\ge \\ell(v) -`
+    :func:`decrease_tolerance`, the cycle's start (Varadhan & Roland's rule, and the R
+    package SQUAREM's), so the likelihood never falls; :math:`\\ell(v_2)` is evaluated
+    only where the cycle ends at :math:`v_2`.
+
+    Unlike :func:`squarem_step`, a rejected candidate is not dropped at once: α is halved
+    towards 1, :math:`\\alpha \\leftarrow (\\alpha + 1)/2`, up to ``backtracks`` times
+    before the fit falls back to :math:`v_2`, and ``step_max`` is reset to the α that
+    worked (1 after a fallback); it grows fourfold when the longest step is taken. On
+    weakly identified fits (EM rate 0.9996, e.g. a ZINB gene of mean 0.15 with 93 % zeros)
+    the plain fallback needs thousands of evaluations; backtracking needs tens.
 
     Every call of ``em_map`` and ``objective`` takes all ``n_fits`` rows (a row that does
     not need the evaluation is given :math:`v_2`, a point of its domain, and its result is
@@ -318,6 +334,14 @@ def squarem_cycle_batch(
         The slowest rate estimate seen so far (``inf`` at the start).
     backtracks : int
         Most halvings of α per cycle; 0 tries the first α only.
+    scale : float or ndarray broadcasting against ``v``
+        The floor of the stopping rule's relative steps (see
+        :func:`emlib.stopping.step_sizes`); α is measured in the same units, so neither
+        depends on the units of the data.
+    guard : callable, optional
+        ``guard(old, new)`` on arrays of shape (n_fits,), called on ℓ before and after
+        each of the two plain EM steps (e.g. :func:`guard_batch`): a plain step that lowers
+        ℓ is a bug, whatever the extrapolation then does.
 
     Returns
     -------
@@ -328,11 +352,12 @@ def squarem_cycle_batch(
         bounds on the distance left (0 for a rounding-level step, NaN where ``xtol``
         stopped the fit).
     """
-    v1, _ = em_map(v)
-    s1 = stopping.step_sizes(v, v1)
+    v1, ll0 = em_map(v)
+    s1 = stopping.step_sizes(v, v1, scale)
     v2, ll1 = em_map(v1)
-    s2 = stopping.step_sizes(v1, v2)
-    ll2 = objective(v2)
+    s2 = stopping.step_sizes(v1, v2, scale)
+    if guard is not None:
+        guard(ll0, ll1)
     used = np.full(v.shape[0], 2)
     rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(s1, s2))
     bound = stopping.aitken_bound(s2, rate)
@@ -340,21 +365,23 @@ def squarem_cycle_batch(
     small = small1 | small2
     r = v1 - v
     w = v2 - v1 - r
-    sr2, sv2 = np.sum(r * r, axis=1), np.sum(w * w, axis=1)
+    r_scaled, w_scaled = r / scale, w / scale
+    sr2 = np.sum(r_scaled * r_scaled, axis=1)
+    sv2 = np.sum(w_scaled * w_scaled, axis=1)
     degenerate = (sr2 == 0) | (sv2 == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = np.clip(np.sqrt(sr2 / sv2), 1.0, step_max)
     alpha = np.where(degenerate, 1.0, alpha)
     first_alpha = alpha.copy()
-    candidate, value = v2.copy(), ll2.copy()
+    candidate, value = v2.copy(), np.full(v.shape[0], np.nan)
     accepted = np.ones(v.shape[0])
     pending = ~degenerate & ~small & (alpha > 1.0)
-    floor = ll2 - decrease_tolerance(ll2)
+    floor = ll0 - decrease_tolerance(ll0)
     for _ in range(backtracks + 1):
         if not pending.any():
             break
         trial = v + 2 * alpha[:, None] * r + alpha[:, None] ** 2 * w
-        stabilise = pending & (np.abs(alpha - 1.0) > 0.01) & in_domain(trial)
+        stabilise = pending & in_domain(trial)
         if stabilise.any():
             mapped, _ = em_map(np.where(stabilise[:, None], trial, v2))
             trial = np.where(stabilise[:, None], mapped, trial)
@@ -364,16 +391,21 @@ def squarem_cycle_batch(
         candidate[ok], value[ok], accepted[ok] = trial[ok], trial_value[ok], alpha[ok]
         pending &= ~ok
         alpha = np.where(pending, (alpha + 1.0) / 2.0, alpha)
+    # ℓ(v2) only where the cycle ends at v2 (its rule met, or no extrapolation accepted):
+    # a single fit whose extrapolation is accepted needs no E-step of v2.
+    at_v2 = ~small1 & np.isnan(value)
+    if at_v2.any():
+        ll2 = objective(v2)
+        if guard is not None:
+            guard(ll1, ll2)
+        value = np.where(at_v2, ll2, value)
     grow = (accepted == first_alpha) & (first_alpha == step_max) & ~degenerate
-    step_max = np.where(
-        grow,
-        SquaremState.step_factor * step_max,
-        np.where(accepted < first_alpha, accepted, step_max),
-    )
+    shrunk = np.where(accepted < first_alpha, accepted, step_max)
+    step_max = np.where(grow, SquaremState.step_factor * step_max, shrunk)
     step_max = np.maximum(step_max, 1.0)
     # Converged fits stop at their last plain step.
     candidate = np.where(small1[:, None], v1, np.where(small2[:, None], v2, candidate))
-    value = np.where(small1, ll1, np.where(small2, ll2, value))
+    value = np.where(small1, ll1, value)
     used = np.where(small1, 1, used)
     return candidate, value, used, small, step_max, rho, bound
 

@@ -432,37 +432,30 @@ def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol, scale) ->
     last_step = float("inf")  # plain EM: the previous step
     last_rho = float("inf")  # the slowest rate seen (see stopping.slowest_rate)
     step_max = 1.0
+    batch = _BatchOfOne(model, prepared)
     while n_eval < max_iter:
         if accelerate == "squarem" and max_iter - n_eval >= 3:
-            # One SQUAREM cycle from theta: two plain EM steps, the rule, the extrapolation.
-            p1 = m_step(prepared, expected)
-            theta1 = pack(p1)
-            n_eval += 1
-            s1 = float(stopping.step_sizes(theta, theta1, scale))
-            exp1, ll1 = e_step(prepared, p1)
-            convergence._guard(ll, ll1, len(history))
-            if s1 <= stopping.ROUNDING_STEP or _short(theta1 - theta, xtol):
-                bound = 0.0 if s1 <= stopping.ROUNDING_STEP else float("nan")
-                params, theta, expected, ll_new, converged = p1, theta1, exp1, ll1, True
-            else:
-                p2 = m_step(prepared, exp1)
-                theta2 = pack(p2)
-                n_eval += 1
-                s2 = float(stopping.step_sizes(theta1, theta2, scale))
-                rate, last_rho = stopping.slowest_rate(
-                    last_rho, float(stopping.rate_estimate(s1, s2))
-                )
-                bound = stopping.aitken_bound(s2, rate)
-                if stopping.is_converged(s2, rate, tol) or _short(theta2 - theta1, xtol):
-                    if not stopping.is_converged(s2, rate, tol):
-                        bound = float("nan")
-                    expected, ll_new = e_step(prepared, p2)
-                    params, theta, converged = p2, theta2, True
-                else:
-                    params, theta, expected, ll_new, step_max, used = _extrapolate(
-                        model, prepared, theta, ll, theta1, theta2, p2, step_max, scale
-                    )
-                    n_eval += used
+            # One SQUAREM cycle from theta, as a batch of one: the drivers' one rule.
+            batch.remember(theta, params, expected, ll)
+            cycle = convergence.squarem_cycle_batch(
+                batch.em_map,
+                batch.objective,
+                theta[None],
+                np.array([step_max]),
+                in_domain=batch.in_domain,
+                tol=tol,
+                xtol=xtol,
+                last_rho=np.array([last_rho]),
+                backtracks=min(convergence.SQUAREM_BACKTRACKS, max_iter - n_eval - 3),
+                scale=scale,
+                guard=lambda old, new: convergence._guard(old[0], new[0], len(history)),
+            )
+            v_new, _, used, done, new_step_max, rho, new_bound = cycle
+            theta = v_new[0]
+            params, expected, ll_new = batch.recall(theta)
+            n_eval += int(used[0])
+            converged = bool(done[0])
+            step_max, last_rho, bound = float(new_step_max[0]), float(rho[0]), float(new_bound[0])
         else:
             params = m_step(prepared, expected)
             theta_new = pack(params)
@@ -501,40 +494,60 @@ def _short(step: np.ndarray, xtol) -> bool:
     return xtol is not None and bool(np.sqrt(step @ step) <= xtol)
 
 
-def _extrapolate(model, prepared, theta, ll, theta1, theta2, p2, step_max, scale=1.0):
-    """The SQUAREM extrapolation of one cycle, with one stabilising EM step and the check.
+class _BatchOfOne:
+    """A model's EM map and log-likelihood on packed points of shape (1, d), the form
+    :func:`emlib.convergence.squarem_cycle_batch` takes, E-stepping no point twice.
 
-    Returns the accepted point (params, packed, its E-step output, ℓ), the new step
-    bound and the number of EM-map evaluations used (1 for the stabilising step, 0 when
-    the cycle falls back to ``theta2`` before it, which needs only an E-step). The step
-    length α is measured in the stopping rule's units (coordinates divided by ``scale``),
-    so the extrapolation too does not depend on the units of the data.
+    The cycle asks for ℓ at the point it starts from, whose E-step the driver already has,
+    and the driver needs the E-step of the point the cycle ends at, which the cycle already
+    made: the last few E-steps are kept, keyed by the packed point. A point the M-step made
+    is E-stepped at the M-step's own parameters, not at their packed and unpacked copy.
     """
-    r = theta1 - theta
-    v = theta2 - theta1 - r
-    r_scaled, v_scaled = r / scale, v / scale
-    sr2, sv2 = float(r_scaled @ r_scaled), float(v_scaled @ v_scaled)
-    used = 0
-    alpha = 1.0 if sv2 == 0.0 or sr2 == 0.0 else min(step_max, max(1.0, np.sqrt(sr2 / sv2)))
-    if alpha > 1.0:
-        candidate = theta + 2 * alpha * r + alpha**2 * v
-        if model.in_domain(candidate):
-            p_c = model.unpack(candidate)
-            exp_c, ll_c = model.e_step(prepared, p_c)
-            if np.isfinite(ll_c):
-                p_s = model.m_step(prepared, exp_c)
-                used = 1
-                theta_s = model.pack(p_s)
-                if model.in_domain(theta_s):
-                    exp_s, ll_s = model.e_step(prepared, p_s)
-                    if np.isfinite(ll_s) and ll_s >= ll - convergence.decrease_tolerance(ll):
-                        if alpha == step_max:
-                            step_max *= convergence.SquaremState.step_factor
-                        return p_s, theta_s, exp_s, ll_s, step_max, used
-        # Extrapolated too far: keep the two plain EM steps and shrink the bound.
-        if alpha == step_max:
-            step_max = max(1.0, step_max / convergence.SquaremState.step_factor)
-    elif alpha == step_max:  # the longest allowed step (1) taken: allow longer ones
-        step_max *= convergence.SquaremState.step_factor
-    exp2, ll2 = model.e_step(prepared, p2)
-    return p2, theta2, exp2, ll2, step_max, used
+
+    #: E-steps kept (each may hold per-observation arrays): the cycle's start, its end and
+    #: the points between. A fallback after several trials may E-step its point again.
+    _KEEP = 4
+    #: M-step parameters kept (small): every point one cycle makes.
+    _KEEP_MAPPED = 2 * (convergence.SQUAREM_BACKTRACKS + 2)
+
+    def __init__(self, model: EMModel, prepared):
+        self.model, self.prepared = model, prepared
+        self._e_steps: dict[bytes, tuple] = {}  # packed point -> (params, expected, ℓ)
+        self._mapped: dict[bytes, Any] = {}  # packed point -> the M-step's params
+
+    def remember(self, theta: np.ndarray, params, expected, ll: float) -> None:
+        _keep(self._e_steps, theta.tobytes(), (params, expected, ll), self._KEEP)
+
+    def recall(self, theta: np.ndarray) -> tuple:
+        """``(params, expected, ℓ)`` at ``theta``."""
+        key = theta.tobytes()
+        if key not in self._e_steps:
+            params = self._mapped.get(key)
+            params = self.model.unpack(theta) if params is None else params
+            expected, ll = self.model.e_step(self.prepared, params)
+            _keep(self._e_steps, key, (params, expected, ll), self._KEEP)
+        return self._e_steps[key]
+
+    def em_map(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, expected, ll = self.recall(v[0])
+        if not np.isfinite(ll):  # no E-step to map from: the point stays, and is rejected
+            return v, np.array([ll])
+        params = self.model.m_step(self.prepared, expected)
+        packed = self.model.pack(params)
+        _keep(self._mapped, packed.tobytes(), params, self._KEEP_MAPPED)
+        return packed[None], np.array([ll])
+
+    def objective(self, v: np.ndarray) -> np.ndarray:
+        if not self.model.in_domain(v[0]):
+            return np.array([-np.inf])
+        return np.array([self.recall(v[0])[2]])
+
+    def in_domain(self, v: np.ndarray) -> np.ndarray:
+        return np.array([bool(self.model.in_domain(v[0]))])
+
+
+def _keep(store: dict, key, value, most: int) -> None:
+    """Put ``key: value`` in ``store``, dropping the oldest entries beyond ``most``."""
+    store[key] = value
+    while len(store) > most:
+        store.pop(next(iter(store)))
