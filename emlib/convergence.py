@@ -370,7 +370,7 @@ def squarem_cycle_batch(
     sv2 = np.sum(w_scaled * w_scaled, axis=1)
     degenerate = (sr2 == 0) | (sv2 == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.clip(np.sqrt(sr2 / sv2), 1.0, step_max)
+        alpha = np.minimum(np.maximum(np.sqrt(sr2 / sv2), 1.0), step_max)
     alpha = np.where(degenerate, 1.0, alpha)
     first_alpha = alpha.copy()
     candidate, value = v2.copy(), np.full(v.shape[0], np.nan)
@@ -418,7 +418,8 @@ def _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol):
     step is at most ``xtol`` long. A stop by ``xtol`` alone has no Aitken bound (NaN).
     """
     small1 = s1 <= stopping.ROUNDING_STEP
-    small2 = ~small1 & stopping.is_converged(s2, rate, tol)
+    # The stopping rule on the second step (stopping.is_converged), from the bound in hand.
+    small2 = ~small1 & ((s2 <= stopping.ROUNDING_STEP) | (bound <= tol))
     bound = np.where(small1, 0.0, bound)
     if xtol is not None:
         by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)

@@ -89,6 +89,9 @@ def step_sizes(old, new, scale=1.0) -> np.ndarray:
         )
     if new.shape[-1] == 0:
         return np.zeros(new.shape[:-1])
+    floor_positive = scale > 0 if isinstance(scale, float) else bool(np.all(np.asarray(scale) > 0))
+    if floor_positive and np.isfinite(old).all() and np.isfinite(new).all():  # nothing to guard
+        return (np.abs(new - old) / np.maximum(scale, np.abs(new))).max(axis=-1)
     with np.errstate(invalid="ignore"):
         rel = np.abs(new - old) / np.maximum(scale, np.abs(new))
     # A coordinate that stays at the same infinity (a dispersion at its Poisson limit, say)
@@ -140,9 +143,12 @@ def rate_estimate(s1, s2):
         return s2 / s1 if s1 > 0 and math.isfinite(s1) and math.isfinite(s2) else math.inf
     s1 = np.asarray(s1, dtype=float)
     s2 = np.asarray(s2, dtype=float)
+    ok = np.isfinite(s1) & np.isfinite(s2) & (s1 > 0)
+    if ok.all():
+        return s2 / s1
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = s2 / s1
-    return np.where(np.isfinite(s1) & np.isfinite(s2) & (s1 > 0), rho, np.inf)
+    return np.where(ok, rho, np.inf)
 
 
 def slowest_rate(seen, rho):
@@ -200,8 +206,11 @@ def aitken_bound(step, rho):
     step = np.asarray(step, dtype=float)
     rho = np.asarray(rho, dtype=float)
     ok = np.isfinite(step) & (rho < 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bound = np.where(ok, step * rho / np.where(ok, 1.0 - rho, 1.0), np.inf)
+    if ok.all():  # every fit in its linear phase: no division to guard
+        bound = step * rho / (1.0 - rho)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = np.where(ok, step * rho / np.where(ok, 1.0 - rho, 1.0), np.inf)
     bound = np.where(step == 0.0, 0.0, bound)
     return float(bound) if bound.ndim == 0 else bound
 
