@@ -205,7 +205,8 @@ def squarem_step(
     step. If that point is invalid or lowers the log-likelihood, the cycle falls back to
     :math:`\\theta_2`, which two plain EM steps guarantee is no worse. The step bound
     grows by ``step_factor`` each time the longest step is accepted, as in the SQUAREM
-    R package.
+    R package. This is the textbook step (chapter 5 has students write it); the fitting
+    drivers use :func:`squarem_cycle_batch`, which backtracks before falling back.
 
     Parameters
     ----------

@@ -348,9 +348,11 @@ def run(
     max_iter : int
         Most EM-map evaluations per run.
     accelerate : {"squarem", None}, default "squarem"
-        ``"squarem"`` extrapolates with SQUAREM (Varadhan & Roland 2008) and falls back to
-        the two plain EM steps of the cycle whenever the extrapolated point would lower the
-        likelihood, so the log-likelihood still never decreases; ``None`` runs plain EM.
+        ``"squarem"`` extrapolates with SQUAREM (Varadhan & Roland 2008), one cycle of
+        :func:`emlib.convergence.squarem_cycle_batch` at a time (the rule zinb's matrix
+        fits use too): an extrapolated point that would lower the likelihood is moved back
+        towards the two plain EM steps of the cycle, and replaced by them if it still
+        would, so the log-likelihood never decreases; ``None`` runs plain EM.
     xtol : float, optional
         Also stop when the Euclidean length of a step in the free coordinates is at most
         ``xtol`` (the rule of the SQUAREM R package). Either rule ends the run.
