@@ -248,31 +248,30 @@ class _SparseCounts:
             t_gene, t_value, t_freq = t_gene[order], t_value[order], t_freq[order]
         return t_gene.astype(np.intp), t_value.astype(float), t_freq.astype(float)
 
-    def _by_gene(self):
-        """indptr, indices (cells) and data (float) of the positive counts, gene by gene."""
-        csc = scipy.sparse.csc_matrix(self.matrix)  # a copy only if it was not CSC already
-        col_of = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
-        keep = csc.data != 0
-        indptr = np.concatenate(
-            [[0], np.cumsum(np.bincount(col_of[keep], minlength=csc.shape[1]))]
-        )
-        order = np.lexsort((csc.indices[keep], col_of[keep]))  # by gene, then cell
-        return indptr, csc.indices[keep][order], csc.data[keep][order].astype(float)
+    def positives_by_gene(self):
+        """Each gene's positive counts and their cells (int32), in cell order; their numbers.
 
-    def split(self, sf):
-        """Each gene's positive counts and their cells' factors, the zeros' factors, counts."""
-        n, g = self.shape
-        indptr, indices, data = self._by_gene()
-        pos_count = np.diff(indptr)
-        zero_s = []
-        rows = max(1, _CHUNK_ENTRIES // n)
-        for a in range(0, g, rows):
-            b = min(a + rows, g)
-            mask = np.ones((b - a, n), dtype=bool)
-            lo, hi = indptr[a], indptr[b]
-            mask[np.repeat(np.arange(b - a), pos_count[a:b]), indices[lo:hi]] = False
-            zero_s.append(np.broadcast_to(sf, mask.shape)[mask])
-        return data, sf[indices], np.concatenate(zero_s), pos_count
+        The counts keep the matrix's dtype (float only per block of genes, in
+        :func:`_blocks`): the one copy kept is the gene-major one, a CSC copy as large as
+        the matrix (a copy of a CSC matrix too: a result's later standard errors read it,
+        and the caller may change the matrix in place meanwhile). Stored zeros are dropped.
+        """
+        g = self.shape[1]
+        csc = self.matrix.tocsc()
+        if not csc.has_sorted_indices:
+            csc = csc.sorted_indices()
+        data, cells, indptr = csc.data, csc.indices, csc.indptr
+        stored_zeros = data == 0
+        if stored_zeros.any():
+            keep = ~stored_zeros
+            col_count = np.diff(indptr)
+            dropped = np.bincount(np.repeat(np.arange(g), col_count)[stored_zeros], minlength=g)
+            indptr = np.concatenate([[0], np.cumsum(col_count - dropped)])
+            data, cells = data[keep], cells[keep]
+        elif csc is self.matrix:
+            data, cells = data.copy(), cells.copy()
+        del stored_zeros, csc
+        return data, cells.astype(np.int32, copy=False), np.diff(indptr)
 
 
 def _canonical(matrix) -> bool:
@@ -452,6 +451,20 @@ _A_CLIP = 700.0
 
 
 @dataclass(frozen=True)
+class _PositiveCells:
+    """The positive counts of a sparse matrix, gene-major, and the cell of each.
+
+    Gene g of the :class:`_Scaled` that holds it has its ``n_pos[g]`` positives at
+    ``first[g]:first[g] + n_pos[g]`` (cells increasing), so a subset of genes is a new
+    ``first`` on the same arrays.
+    """
+
+    y: np.ndarray  # (P,) the counts, in the matrix's dtype
+    cell: np.ndarray  # (P,) int32
+    first: np.ndarray  # (G,) intp
+
+
+@dataclass(frozen=True)
 class _Scaled:
     """Counts with size factors: per gene, its positive counts and its zeros, cell by cell.
 
@@ -463,13 +476,36 @@ class _Scaled:
     ``zero_s``) are flat arrays in gene order, gene g's entries at
     ``pos_start[g]:pos_start[g + 1]`` and ``zero_start[g]:zero_start[g + 1]``: a positive
     count costs a ``log1p`` and a few products per pass, a zero a ``log1p``, an ``exp`` and
-    a ``log``, and the genes are processed a block at a time.
+    a ``log``, and the genes are processed a block at a time (:func:`_blocks`).
+
+    From a scipy.sparse matrix neither the zeros nor the factors are stored (``pos_y``,
+    ``pos_s`` and ``zero_s`` are None; ``sparse`` holds the positive counts as the matrix
+    stores them, and their cells): one float per zero would be 8 bytes per (cell, gene)
+    pair the matrix does not store, ~12 times the matrix itself at 92 % zeros. A gene's
+    zero cells are the complement of its positive ones among all n cells, and their
+    factors that complement of the one vector ``s``, so :func:`_blocks` rebuilds a block's
+    ``pos_y``, ``pos_s`` and ``zero_s`` (genes_in_block × n_cells ≤
+    :data:`_BLOCK_ENTRIES` entries) each time it visits it, and every sum over a gene's
+    zeros, and every E-step share, is computed there, on the fly, as from stored arrays.
+    That is
+
+    .. math:: \\sum_{c:\\,y_c = 0} f(s_c) = \\sum_{c} f(s_c) - \\sum_{c:\\,y_c > 0} f(s_c),
+
+    taken by leaving the positive cells' terms out rather than by subtracting their sum:
+    the subtraction cancels catastrophically for the π-derivatives of log P(0),
+    (1 − f(0))/P(0) and f(0)/P(0)², which at a positive cell with a large mean and π near
+    0 grow like 1/f(0) (to e^700, or overflow) and swamp the zeros' own terms; and leaving
+    them out costs a ``log1p``, an ``exp`` and a ``log`` per zero, not per cell plus per
+    positive. It also keeps each sum, and so the fit, bit for bit that of the same matrix
+    given dense. A subset of genes (:func:`_subset_scaled`) shares ``sparse``'s arrays and
+    only picks their ``first`` entries: the live genes of a fit are never copied out.
     """
 
-    pos_y: np.ndarray  # (P,) float
-    pos_s: np.ndarray  # (P,)
+    pos_y: np.ndarray | None  # (P,) float; None with ``sparse``
+    pos_s: np.ndarray | None  # (P,); None with ``sparse``
+    sparse: _PositiveCells | None  # sparse input: the positives, per block of genes
     pos_start: np.ndarray  # (G + 1,) intp
-    zero_s: np.ndarray  # (Z,)
+    zero_s: np.ndarray | None  # (Z,); None with ``sparse``
     zero_start: np.ndarray  # (G + 1,) intp
     s: np.ndarray  # (n,) size factors
     table_gene: np.ndarray  # (k,) intp, sorted
@@ -518,7 +554,9 @@ def _seg_sum(x: np.ndarray, seg) -> np.ndarray:
 def _prepare_scaled(counts, sf: np.ndarray, matrix: bool) -> _Scaled:
     if isinstance(counts, _SparseCounts):
         gene, value, freq = counts.tables()
-        pos_y, pos_s, zero_s, pos_count = counts.split(sf)
+        stored_y, cell, pos_count = counts.positives_by_gene()
+        sparse = _PositiveCells(stored_y, cell, np.cumsum(pos_count) - pos_count)
+        pos_y = pos_s = zero_s = None
         n, g = counts.shape
     else:
         gene, value, freq = _tables(counts)
@@ -529,15 +567,23 @@ def _prepare_scaled(counts, sf: np.ndarray, matrix: bool) -> _Scaled:
         pos_y = by_gene[mask].astype(float)
         pos_s = cells[mask]
         zero_s = cells[~mask]
+        sparse = None
         pos_count = np.count_nonzero(mask, axis=1)
         del by_gene, mask
     positive = value > 0
     table_gene = gene[positive]
     pos_start = np.concatenate([[0], np.cumsum(pos_count)])
     zero_start = np.concatenate([[0], np.cumsum(n - pos_count)])
+    if sparse is None:
+        total = _seg_sum(pos_y, pos_start)
+        pos_s_sum = _seg_sum(pos_s, pos_start)
+        y_log_s = _seg_sum(pos_y * np.log(pos_s), pos_start)
+    else:
+        total, pos_s_sum, y_log_s = _positive_sums(sparse, pos_start, sf)
     return _Scaled(
         pos_y=pos_y,
         pos_s=pos_s,
+        sparse=sparse,
         pos_start=pos_start,
         zero_s=zero_s,
         zero_start=zero_start,
@@ -546,15 +592,46 @@ def _prepare_scaled(counts, sf: np.ndarray, matrix: bool) -> _Scaled:
         table_y=value[positive],
         table_freq=freq[positive],
         table_start=np.searchsorted(table_gene, np.arange(g + 1)),
-        total=_seg_sum(pos_y, pos_start),
+        total=total,
         n_pos=pos_count.astype(float),
-        pos_s_sum=_seg_sum(pos_s, pos_start),
-        y_log_s=_seg_sum(pos_y * np.log(pos_s), pos_start),
+        pos_s_sum=pos_s_sum,
+        y_log_s=y_log_s,
         log_factorial=np.bincount(gene, weights=freq * gammaln(value + 1.0), minlength=g),
         n_genes=g,
         n_cells=n,
         matrix=matrix,
     )
+
+
+def _gene_chunks(start: np.ndarray, entries: int):
+    """Consecutive gene ranges (a, b) of a segmented array, about ``entries`` entries each."""
+    g = start.size - 1
+    a = 0
+    while a < g:
+        b = int(np.searchsorted(start, start[a] + entries, side="right")) - 1
+        b = min(max(b, a + 1), g)
+        yield a, b
+        a = b
+
+
+def _positive_sums(sparse: _PositiveCells, pos_start, sf):
+    """Σ y, Σ s_c and Σ y log s_c over each gene's positive counts, a chunk at a time.
+
+    The same sums of the same float64 terms as the dense layout's, so equal bit for bit.
+    """
+    g = pos_start.size - 1
+    total, s_sum, y_log_s = np.empty(g), np.empty(g), np.empty(g)
+    for a, b in _gene_chunks(pos_start, _CHUNK_ENTRIES):
+        p0, p1 = pos_start[a], pos_start[b]
+        seg = pos_start[a : b + 1] - p0
+        y = sparse.y[p0:p1].astype(float)
+        total[a:b] = _seg_sum(y, seg)
+        s = sf[sparse.cell[p0:p1]]
+        s_sum[a:b] = _seg_sum(s, seg)
+        np.log(s, out=s)
+        s *= y
+        y_log_s[a:b] = _seg_sum(s, seg)
+    return total, s_sum, y_log_s
 
 
 def _gather(start: np.ndarray, genes: np.ndarray):
@@ -566,15 +643,20 @@ def _gather(start: np.ndarray, genes: np.ndarray):
 
 
 def _subset_scaled(d: _Scaled, genes: np.ndarray) -> _Scaled:
-    pos, pos_start = _gather(d.pos_start, genes)
-    zero, zero_start = _gather(d.zero_start, genes)
     table, table_start = _gather(d.table_start, genes)
+    if d.sparse is None:
+        pos, pos_start = _gather(d.pos_start, genes)
+        zero, zero_start = _gather(d.zero_start, genes)
+        entries = {"pos_y": d.pos_y[pos], "pos_s": d.pos_s[pos], "zero_s": d.zero_s[zero]}
+    else:  # no per-entry copy, nor index: the genes' positives are found from ``first``
+        count = np.diff(d.pos_start)[genes]
+        pos_start = np.concatenate([[0], np.cumsum(count)])
+        zero_start = np.concatenate([[0], np.cumsum(d.n_cells - count)])
+        entries = {"sparse": replace(d.sparse, first=d.sparse.first[genes])}
     return replace(
         d,
-        pos_y=d.pos_y[pos],
-        pos_s=d.pos_s[pos],
+        **entries,
         pos_start=pos_start,
-        zero_s=d.zero_s[zero],
         zero_start=zero_start,
         table_gene=np.repeat(np.arange(genes.size), np.diff(table_start)),
         table_y=d.table_y[table],
@@ -590,9 +672,13 @@ def _subset_scaled(d: _Scaled, genes: np.ndarray) -> _Scaled:
 
 
 def _blocks(d: _Scaled):
-    """Slices of consecutive genes and the data of each (views: nothing is copied)."""
+    """Slices of consecutive genes and the data of each, in the dense layout.
+
+    Views of ``d``'s arrays; from sparse input the block's positives and factors are
+    rebuilt (:func:`_block_entries`) on every visit, as none are stored.
+    """
     rows = max(1, _BLOCK_ENTRIES // d.n_cells)
-    if d.n_genes <= rows:
+    if d.n_genes <= rows and d.sparse is None:
         yield slice(0, d.n_genes), d
         return
     for a in range(0, d.n_genes, rows):
@@ -600,14 +686,16 @@ def _blocks(d: _Scaled):
         p0, p1 = d.pos_start[a], d.pos_start[b]
         z0, z1 = d.zero_start[a], d.zero_start[b]
         t0, t1 = d.table_start[a], d.table_start[b]
+        if d.sparse is None:
+            entries = {"pos_y": d.pos_y[p0:p1], "pos_s": d.pos_s[p0:p1], "zero_s": d.zero_s[z0:z1]}
+        else:
+            entries = _block_entries(d, a, b)
         yield (
             slice(a, b),
             replace(
                 d,
-                pos_y=d.pos_y[p0:p1],
-                pos_s=d.pos_s[p0:p1],
+                **entries,
                 pos_start=d.pos_start[a : b + 1] - p0,
-                zero_s=d.zero_s[z0:z1],
                 zero_start=d.zero_start[a : b + 1] - z0,
                 table_gene=d.table_gene[t0:t1] - a,
                 table_y=d.table_y[t0:t1],
@@ -621,6 +709,27 @@ def _blocks(d: _Scaled):
                 n_genes=b - a,
             ),
         )
+
+
+def _block_entries(d: _Scaled, a: int, b: int) -> dict:
+    """Genes a:b's ``pos_y``, ``pos_s`` and ``zero_s`` (the dense layout's) from ``sparse``."""
+    n, sp = d.n_cells, d.sparse
+    count = np.diff(d.pos_start[a : b + 1])
+    shift = sp.first[a:b] - (d.pos_start[a:b] - d.pos_start[a])
+    if shift.size and np.all(shift == shift[0]):  # consecutive in ``sparse``: a slice
+        where = slice(int(shift[0]), int(shift[0]) + int(d.pos_start[b] - d.pos_start[a]))
+    else:
+        where = np.repeat(shift, count) + np.arange(d.pos_start[b] - d.pos_start[a])
+    cells = sp.cell[where]
+    zero = np.ones((b - a, n), dtype=bool)
+    zero[np.repeat(np.arange(b - a), count), cells] = False
+    # Boolean indexing reads gene-major, cells increasing: the dense layout's order.
+    return {
+        "pos_y": sp.y[where].astype(float),
+        "pos_s": d.s[cells],
+        "zero_s": np.broadcast_to(d.s, zero.shape)[zero],
+        "sparse": None,
+    }
 
 
 def _table_sum(d: _Scaled, values: np.ndarray) -> np.ndarray:
@@ -709,9 +818,13 @@ def _scaled_loglik_block(d: _Scaled, mu, theta, pi, want_share: bool, parts=None
 
 
 def _scaled_loglik(d: _Scaled, mu, theta, pi, want_share: bool = True):
-    """As :func:`_loglik_and_share`; the shares are those of the zeros, in ``zero_s`` order."""
+    """As :func:`_loglik_and_share`; the shares are the zeros', in ``zero_start``'s segments.
+
+    Only one-gene fits (the generic driver) keep such an array: a matrix fit's E-step is
+    :func:`_scaled_em_map`'s, whose shares live for one block of genes.
+    """
     ll = np.empty(d.n_genes)
-    share = np.empty(d.zero_s.size) if want_share else None
+    share = np.empty(d.zero_start[-1]) if want_share else None
     for rows, b in _blocks(d):
         ll[rows], part = _scaled_loglik_block(b, mu[rows], theta[rows], pi[rows], want_share)
         if want_share:
@@ -992,10 +1105,13 @@ def _scaled_default_init(d: _Scaled):
     mu, theta = _scaled_moment_start(d, second, 0.0)
     zeros = (n - d.n_pos) / n
     _, inv_theta, safe = _theta_parts(theta)
-    f0 = 0.0
-    for s, start in ((d.pos_s, d.pos_seg), (d.zero_s, d.zero_seg)):
-        e = _Means(s, start, mu, inv_theta, safe)
-        f0 = f0 + _seg_sum(np.exp(-e.big_l * e.t), start) / n
+    f0 = np.empty(d.n_genes)
+    for rows, b in _blocks(d):  # a block at a time: per-zero temporaries stay small
+        part = 0.0
+        for s, start in ((b.pos_s, b.pos_seg), (b.zero_s, b.zero_seg)):
+            e = _Means(s, start, mu[rows], inv_theta[rows], safe[rows])
+            part = part + _seg_sum(np.exp(-e.big_l * e.t), start) / n
+        f0[rows] = part
     pi = np.clip((zeros - f0) / (1 - f0), 0.01, 0.9)
     mu, theta = _scaled_moment_start(d, second, pi)
     return mu, theta, pi
