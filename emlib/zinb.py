@@ -2402,9 +2402,10 @@ def fit(
         cells × genes matrix (CSR, CSC, COO, ...) is read from its non-zeros and each gene's
         number of zeros, in its own format, a chunk of entries at a time (never densified
         or copied); the fit is the same as on its dense form. A ``dask.array`` chunked by
-        genes is fitted block by block on a dask.distributed cluster (``client``). (With
-        size factors each zero still needs its cell's factor: that array has one entry
-        per zero.)
+        genes is fitted block by block on a dask.distributed cluster (``client``). With
+        size factors a sparse matrix's positives are copied once, gene-major (a CSC copy,
+        as large as the matrix), and the zeros' factors are rebuilt from ``size_factors``
+        a block of genes at a time, never stored.
     tol, max_iter, accelerate, xtol
         See :func:`emlib.em.run`. For a matrix they apply to each gene separately: a gene
         stops when its own estimated distance to the maximum (Aitken's bound, or the
