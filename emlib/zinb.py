@@ -56,6 +56,7 @@ Parameters: ``mu``, ``theta``, ``pi``. Data: a 1-D array of counts, or a 2-D arr
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 import sys
 import warnings
@@ -85,10 +86,6 @@ _CHUNK_ENTRIES = 1 << 20
 #: polish) needs tens of thousands of evaluations on weakly identified genes (EM rate within
 #: 1e-4 of 1).
 MAX_ITER = 50_000
-#: Most halvings of the SQUAREM step length per cycle in the matrix loop (see
-#: :func:`emlib.convergence.squarem_cycle_batch`): on weakly identified genes the
-#: plain fallback to two EM steps needs thousands of evaluations, backtracking tens.
-_BACKTRACKS = 6
 #: The monotonicity guard's message in the matrix loop (see
 #: :func:`emlib.convergence.guard_batch`): it names the gene.
 _GUARD_MESSAGE = (
@@ -1799,6 +1796,13 @@ def _loglik_only(d: _Data, mu, theta, pi) -> np.ndarray:
     return _loglik_and_share(d, mu, theta, pi)[0]
 
 
+def _guard_rows(old, new, *, rows, genes, iteration) -> None:
+    """The monotonicity guard on the ``rows`` of a batch that are still iterating."""
+    convergence.guard_batch(
+        old[rows], new[rows], iteration=iteration, labels=genes[rows], message=_GUARD_MESSAGE
+    )
+
+
 def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, progress=None):
     """Every gene's EM at once; returns the arrays of a :class:`ZINBMatrixResult`.
 
@@ -1853,7 +1857,17 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                     tol=tol,
                     xtol=xtol,
                     last_rho=last_rho[sub_genes],
-                    backtracks=_BACKTRACKS,
+                    # Each halving may cost an EM step: no more than the budget has left.
+                    backtracks=min(
+                        convergence.SQUAREM_BACKTRACKS,
+                        int(np.min(max_iter - n_iter[sub_genes[live]])) - 3,
+                    ),
+                    guard=functools.partial(
+                        _guard_rows,
+                        rows=np.flatnonzero(live),
+                        genes=sub_genes,
+                        iteration=iteration,
+                    ),
                 )
                 v_new, ll_new, used, done, new_step_max, rho, new_bound = cycle
                 new_step = last_step[sub_genes]
