@@ -16,6 +16,7 @@ and never lowers the observed-data log-likelihood :math:`\\ell(\\theta) = \\log 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -415,85 +416,179 @@ def non_convergence_message(name, n_iter, max_iter, tol, bound, accelerate, what
     )
 
 
+@dataclass
+class BatchRun:
+    """What :func:`run_batch` returns: one row per fit, in packed coordinates."""
+
+    points: np.ndarray  # (n_fits, d): where each fit ended
+    loglik: np.ndarray  # (n_fits,)
+    n_iter: np.ndarray  # (n_fits,) EM-map evaluations
+    converged: np.ndarray  # (n_fits,) bool
+    error_bound: np.ndarray  # (n_fits,) Aitken's bound at the end (NaN: stopped by xtol)
+    loglik_history: list[np.ndarray]  # per fit: ℓ at the start and after every step
+
+
+def run_batch(
+    em_map: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    objective: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    in_domain: Callable[[np.ndarray], np.ndarray],
+    starts: np.ndarray,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    accelerate: str | None = DEFAULT_ACCELERATE,
+    xtol: float | None = None,
+    scale=1.0,
+    message: str | None = None,
+    on_step: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> BatchRun:
+    """Run EM on many fits at once (many genes, many starts): the loop of :func:`run`.
+
+    Each step takes every fit still iterating together: one SQUAREM cycle
+    (:func:`emlib.convergence.squarem_cycle_batch`) or, with ``accelerate=None`` or too few
+    evaluations left in some fit's budget, one plain EM step; then each fit's stopping rule
+    (:mod:`emlib.stopping`), the monotonicity guard and the budget of ``max_iter`` EM-map
+    evaluations. A fit that stops is not evaluated again. :func:`run` fits one model as a
+    batch of one.
+
+    Parameters
+    ----------
+    em_map : callable
+        ``em_map(rows, v) -> (M(v), ℓ(v))``: the EM map of the fits ``rows`` (indices
+        into ``starts``) at their packed points ``v`` of shape ``(len(rows), d)``, and the
+        log-likelihood at ``v``.
+    objective : callable
+        ``objective(rows, v) -> ℓ(v)``, ``-inf`` where ``v`` is outside the domain.
+    in_domain : callable
+        ``in_domain(v) -> bool array``: which rows of ``v`` are parameters of the model.
+    starts : ndarray of shape (n_fits, d)
+        The packed starting points.
+    tol, max_iter, accelerate, xtol
+        As in :func:`run`.
+    scale : float or ndarray
+        The stopping rule's floor per coordinate (:func:`emlib.stopping.step_sizes`).
+    message : str, optional
+        The guard's message template (:func:`emlib.convergence.guard_batch`).
+    on_step : callable, optional
+        ``on_step(rows, v)`` after every step, with the fits that took it and their new
+        points (to keep a parameter history, say).
+
+    Returns
+    -------
+    BatchRun
+    """
+    v = np.array(starts, dtype=float)
+    n = v.shape[0]
+    ll = np.asarray(objective(np.arange(n), v), dtype=float)
+    n_iter = np.zeros(n, dtype=np.int64)
+    converged = np.zeros(n, dtype=bool)
+    bound = np.full(n, np.inf)
+    last_step = np.full(n, np.inf)  # plain EM: the previous step
+    last_rho = np.full(n, np.inf)  # the slowest rate seen (see stopping.slowest_rate)
+    step_max = np.ones(n)
+    history = [[value] for value in ll]
+    active = np.ones(n, dtype=bool)
+    iteration = 0
+    while active.any():
+        rows = np.flatnonzero(active)
+        iteration += 1
+        guard = functools.partial(
+            _guard_fits, labels=None if n == 1 else rows, iteration=iteration, message=message
+        )
+        left = max_iter - n_iter[rows]
+        if accelerate == "squarem" and left.min() >= 3:
+            v_new, ll_new, used, done, step_max[rows], last_rho[rows], bound[rows] = (
+                convergence.squarem_cycle_batch(
+                    functools.partial(em_map, rows),
+                    functools.partial(objective, rows),
+                    v[rows],
+                    step_max[rows],
+                    in_domain=in_domain,
+                    tol=tol,
+                    xtol=xtol,
+                    last_rho=last_rho[rows],
+                    # Each halving may cost an EM step: no more than the budget has left.
+                    backtracks=min(convergence.SQUAREM_BACKTRACKS, int(left.min()) - 3),
+                    scale=scale,
+                    guard=guard,
+                )
+            )
+        else:
+            v_new, _ = em_map(rows, v[rows])
+            ll_new = np.asarray(objective(rows, v_new), dtype=float)
+            used = 1
+            step = stopping.step_sizes(v[rows], v_new, scale)
+            rate, last_rho[rows] = stopping.slowest_rate(
+                last_rho[rows], stopping.rate_estimate(last_step[rows], step)
+            )
+            last_step[rows] = step
+            bound[rows] = stopping.aitken_bound(step, rate)
+            done = np.asarray(stopping.is_converged(step, rate, tol), dtype=bool)
+            if xtol is not None:
+                by_x = ~done & (np.linalg.norm(v_new - v[rows], axis=1) <= xtol)
+                bound[rows] = np.where(by_x, np.nan, bound[rows])
+                done = done | by_x
+        guard(ll[rows], ll_new)
+        v[rows], ll[rows] = v_new, ll_new
+        n_iter[rows] += used
+        converged[rows] = done
+        for i, value in zip(rows, ll_new, strict=True):
+            history[i].append(value)
+        if on_step is not None:
+            on_step(rows, v_new)
+        active[rows] = ~done & (n_iter[rows] < max_iter)
+    return BatchRun(
+        points=v,
+        loglik=ll,
+        n_iter=n_iter,
+        converged=converged,
+        error_bound=bound,
+        loglik_history=[np.asarray(h) for h in history],
+    )
+
+
+def _guard_fits(old, new, *, labels, iteration, message) -> None:
+    """:func:`emlib.convergence.guard_batch`, after a quick check for the usual case."""
+    if np.all(old <= new) and np.all(new < np.inf):
+        return
+    convergence.guard_batch(old, new, iteration=iteration, labels=labels, message=message)
+
+
 def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol, scale) -> EMResult:
-    e_step, m_step, pack = model.e_step, model.m_step, model.pack
-    params = start
-    expected, ll = e_step(prepared, params)
+    expected, ll = model.e_step(prepared, start)
     if not np.isfinite(ll):
         raise ValueError(
             f"{model.name}: the log-likelihood at the starting values is {ll}; the data are "
             "impossible under them (choose starting values that give every observation "
             "positive probability)"
         )
-    theta = pack(params)
-    history = [ll]
-    param_history = [params]
-    n_eval = 0
-    converged = False
-    bound = float("inf")
-    last_step = float("inf")  # plain EM: the previous step
-    last_rho = float("inf")  # the slowest rate seen (see stopping.slowest_rate)
-    step_max = 1.0
+    theta = model.pack(start)
     batch = _BatchOfOne(model, prepared)
-    while n_eval < max_iter:
-        if accelerate == "squarem" and max_iter - n_eval >= 3:
-            # One SQUAREM cycle from theta, as a batch of one: the drivers' one rule.
-            batch.remember(theta, params, expected, ll)
-            cycle = convergence.squarem_cycle_batch(
-                batch.em_map,
-                batch.objective,
-                theta[None],
-                np.array([step_max]),
-                in_domain=batch.in_domain,
-                tol=tol,
-                xtol=xtol,
-                last_rho=np.array([last_rho]),
-                backtracks=min(convergence.SQUAREM_BACKTRACKS, max_iter - n_eval - 3),
-                scale=scale,
-                guard=lambda old, new: convergence._guard(old[0], new[0], len(history)),
-            )
-            v_new, _, used, done, new_step_max, rho, new_bound = cycle
-            theta = v_new[0]
-            params, expected, ll_new = batch.recall(theta)
-            n_eval += int(used[0])
-            converged = bool(done[0])
-            step_max, last_rho, bound = float(new_step_max[0]), float(rho[0]), float(new_bound[0])
-        else:
-            params = m_step(prepared, expected)
-            theta_new = pack(params)
-            n_eval += 1
-            expected, ll_new = e_step(prepared, params)
-            s = float(stopping.step_sizes(theta, theta_new, scale))
-            rate, last_rho = stopping.slowest_rate(
-                last_rho, float(stopping.rate_estimate(last_step, s))
-            )
-            last_step = s
-            bound = stopping.aitken_bound(s, rate)
-            converged = stopping.is_converged(s, rate, tol)
-            if not converged and _short(theta_new - theta, xtol):
-                converged, bound = True, float("nan")
-            theta = theta_new
-        convergence._guard(ll, ll_new, len(history))
-        history.append(ll_new)
-        param_history.append(params)
-        ll = ll_new
-        if converged:
-            break
+    batch.remember(theta, start, expected, ll)
+    param_history = [start]
+    run = run_batch(
+        batch.em_map,
+        batch.objective,
+        batch.in_domain,
+        theta[None],
+        tol=tol,
+        max_iter=max_iter,
+        accelerate=accelerate,
+        xtol=xtol,
+        scale=scale,
+        on_step=lambda _rows, v: param_history.append(batch.recall(v[0])[0]),
+    )
     return EMResult(
-        params=model.finalize(params),
-        loglik=float(ll),
-        n_iter=n_eval,
-        converged=converged,
-        loglik_history=np.asarray(history),
+        params=model.finalize(param_history[-1]),
+        loglik=float(run.loglik[0]),
+        n_iter=int(run.n_iter[0]),
+        converged=bool(run.converged[0]),
+        loglik_history=run.loglik_history[0],
         param_history=param_history,
         _model=model,
         _prepared=prepared,
-        error_bound=bound,
+        error_bound=float(run.error_bound[0]),
     )
-
-
-def _short(step: np.ndarray, xtol) -> bool:
-    return xtol is not None and bool(np.sqrt(step @ step) <= xtol)
 
 
 class _BatchOfOne:
@@ -530,7 +625,7 @@ class _BatchOfOne:
             _keep(self._e_steps, key, (params, expected, ll), self._KEEP)
         return self._e_steps[key]
 
-    def em_map(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def em_map(self, _rows, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         _, expected, ll = self.recall(v[0])
         if not np.isfinite(ll):  # no E-step to map from: the point stays, and is rejected
             return v, np.array([ll])
@@ -539,7 +634,7 @@ class _BatchOfOne:
         _keep(self._mapped, packed.tobytes(), params, self._KEEP_MAPPED)
         return packed[None], np.array([ll])
 
-    def objective(self, v: np.ndarray) -> np.ndarray:
+    def objective(self, _rows, v: np.ndarray) -> np.ndarray:
         if not self.model.in_domain(v[0]):
             return np.array([-np.inf])
         return np.array([self.recall(v[0])[2]])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import emlib
-from emlib import convergence, linkage, moth, poisson_mixture, zero_inflated_poisson, zinb
+from emlib import convergence, em, linkage, moth, poisson_mixture, zero_inflated_poisson, zinb
 from emlib.convergence import ConvergenceWarning, MonotonicityError
 from emlib.em import EMModel, run
 
@@ -334,6 +334,46 @@ def test_squarem_cycle_batch_treats_each_fit_as_a_batch_of_one(backtracks):
         assert np.all((1 <= used) & (used <= 2 + backtracks + 1))
         assert np.all(step_max >= 1.0)
         v = v_new
+
+
+@pytest.mark.parametrize("accelerate", ["squarem", None])
+def test_run_batch_fits_each_start_as_if_it_were_alone(accelerate):
+    """em.run_batch on four moth starts at once: each fit's path, stop and result are
+    those of the same start run by itself (and, for one start, those of em.run)."""
+    batch_map, batch_objective, batch_domain = moth_batch()
+    options = {"tol": 1e-10, "accelerate": accelerate}
+
+    def em_map(rows, v):
+        return batch_map(v)
+
+    def objective(rows, v):
+        return batch_objective(v)
+
+    together = em.run_batch(em_map, objective, batch_domain, MOTH_STARTS, **options)
+    assert together.converged.all()
+    for i, start in enumerate(MOTH_STARTS):
+        alone = em.run_batch(em_map, objective, batch_domain, start[None], **options)
+        np.testing.assert_array_equal(together.points[i], alone.points[0])
+        np.testing.assert_array_equal(together.loglik_history[i], alone.loglik_history[0])
+        assert together.n_iter[i] == alone.n_iter[0]
+        convergence.check_monotone(together.loglik_history[i])
+        params = {"p_C": start[0], "p_I": start[1], "p_T": 1 - start.sum()}
+        fit = run(moth.MODEL, MOTH_PREPARED, [params], **options)
+        np.testing.assert_allclose(fit.loglik_history, alone.loglik_history[0], rtol=1e-13)
+        assert fit.n_iter == alone.n_iter[0]
+
+
+def test_run_batch_names_the_fit_whose_likelihood_fell():
+    def em_map(rows, v):  # fit 1 moves away from the maximum of ℓ = −|v|²
+        return np.where(rows[:, None] == 1, 1.1 * v, 0.5 * v), -np.sum(v * v, axis=1)
+
+    def objective(rows, v):
+        return -np.sum(v * v, axis=1)
+
+    with pytest.raises(MonotonicityError, match="of fit 1"):
+        em.run_batch(
+            em_map, objective, lambda v: np.ones(len(v), bool), np.ones((3, 2)), accelerate=None
+        )
 
 
 LINEAR_RATES = np.array([0.99, 0.9, 0.8])
