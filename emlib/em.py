@@ -635,7 +635,11 @@ class _BatchOfOne:
         return packed[None], np.array([ll])
 
     def objective(self, _rows, v: np.ndarray) -> np.ndarray:
-        if not self.model.in_domain(v[0]):
+        key = v[0].tobytes()
+        # A point the M-step made is the model's by construction (a weight can reach 0
+        # exactly, on the boundary): only an extrapolated point is checked.
+        made = key in self._e_steps or key in self._mapped
+        if not made and not self.model.in_domain(v[0]):
             return np.array([-np.inf])
         return np.array([self.recall(v[0])[2]])
 

@@ -376,6 +376,25 @@ def test_run_batch_names_the_fit_whose_likelihood_fell():
         )
 
 
+@pytest.mark.parametrize("accelerate", ["squarem", None])
+def test_points_the_m_step_makes_are_not_second_guessed_by_in_domain(accelerate):
+    """The M-step defines the model's points (a weight can reach 0 exactly, on a boundary
+    that an open-interval domain test excludes); in_domain only screens extrapolations.
+    Here the M-step halves the distance to 1 while in_domain says v <= 0.5."""
+    model = EMModel(
+        name="halving",
+        e_step=lambda x, p: (p["t"], -((p["t"] - 1.0) ** 2)),
+        m_step=lambda x, t: {"t": (t + 1.0) / 2},
+        pack=lambda p: np.array([p["t"]]),
+        unpack=lambda v: {"t": float(v[0])},
+        in_domain=lambda v: bool(v[0] <= 0.5),
+    )
+    fit = run(model, None, [{"t": 0.0}], tol=1e-10, accelerate=accelerate)
+    assert fit.converged
+    assert fit.params["t"] == pytest.approx(1.0, abs=1e-8)
+    convergence.check_monotone(fit.loglik_history)
+
+
 LINEAR_RATES = np.array([0.99, 0.9, 0.8])
 
 
