@@ -9,7 +9,8 @@ Every EM fit in :mod:`emlib` runs through :func:`emlib.em.run`, which uses the p
 * :func:`squarem_step` is one cycle of SQUAREM (Varadhan & Roland 2008), an
   extrapolation that uses the same fixed-point map as plain EM;
   :func:`squarem_cycle_batch` is a cycle on many fits at once, with backtracking on the
-  step length and the stopping rule (the ZINB matrix fit);
+  step length and the stopping rule, and :func:`plain_step_batch` its unaccelerated
+  counterpart (both drivers: :func:`emlib.em.run_batch` and the ZINB matrix fit);
 * :func:`rate` estimates the linear rate of convergence at the fixed point;
 * :func:`jacobian` and :func:`hessian` are the central finite differences behind
   :func:`rate` and the standard errors.
@@ -411,6 +412,43 @@ def squarem_cycle_batch(
     return candidate, value, used, small, step_max, rho, bound
 
 
+def plain_step_batch(
+    em_map: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    objective: Callable[[np.ndarray], np.ndarray],
+    v: np.ndarray,
+    *,
+    tol: float,
+    xtol: float | None,
+    last_step: np.ndarray,
+    last_rho: np.ndarray,
+    scale=1.0,
+):
+    """One plain EM step on each of ``n_fits`` fits, and the stopping rule on it.
+
+    The unaccelerated counterpart of :func:`squarem_cycle_batch`, with the same arguments:
+    the rate is :func:`emlib.stopping.slowest_rate` of the ratio of this step to
+    ``last_step`` and ``last_rho``; with ``xtol`` a fit whose step is at most ``xtol`` long
+    stops too (its bound NaN).
+
+    Returns
+    -------
+    v_new, ll_new, done, step, rho, bound
+        The new points and their ℓ; which fits met the stopping rule; this step's sizes
+        (the next call's ``last_step``); the slowest rates seen; Aitken's bounds.
+    """
+    v_new, _ = em_map(v)
+    ll_new = objective(v_new)
+    step = stopping.step_sizes(v, v_new, scale)
+    rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(last_step, step))
+    bound = stopping.aitken_bound(step, rate)
+    done = stopping.is_converged(step, rate, tol)
+    if xtol is not None:
+        by_x = ~done & (np.linalg.norm(v_new - v, axis=1) <= xtol)
+        bound = np.where(by_x, np.nan, bound)
+        done = done | by_x
+    return v_new, ll_new, done, step, rho, bound
+
+
 def _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol):
     """Which fits of a SQUAREM cycle stop at ``v1`` and which at ``v2``, and their bounds.
 
@@ -419,8 +457,7 @@ def _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol):
     step is at most ``xtol`` long. A stop by ``xtol`` alone has no Aitken bound (NaN).
     """
     small1 = s1 <= stopping.ROUNDING_STEP
-    # The stopping rule on the second step (stopping.is_converged), from the bound in hand.
-    small2 = ~small1 & ((s2 <= stopping.ROUNDING_STEP) | (bound <= tol))
+    small2 = ~small1 & stopping.is_converged(s2, rate, tol)
     bound = np.where(small1, 0.0, bound)
     if xtol is not None:
         by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)

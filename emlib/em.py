@@ -493,7 +493,10 @@ def run_batch(
         rows = np.flatnonzero(active)
         iteration += 1
         guard = functools.partial(
-            _guard_fits, labels=None if n == 1 else rows, iteration=iteration, message=message
+            convergence.guard_batch,
+            labels=None if n == 1 else rows,
+            iteration=iteration,
+            message=message,
         )
         left = max_iter - n_iter[rows]
         if accelerate == "squarem" and left.min() >= 3:
@@ -514,20 +517,19 @@ def run_batch(
                 )
             )
         else:
-            v_new, _ = em_map(rows, v[rows])
-            ll_new = np.asarray(objective(rows, v_new), dtype=float)
-            used = 1
-            step = stopping.step_sizes(v[rows], v_new, scale)
-            rate, last_rho[rows] = stopping.slowest_rate(
-                last_rho[rows], stopping.rate_estimate(last_step[rows], step)
+            v_new, ll_new, done, last_step[rows], last_rho[rows], bound[rows] = (
+                convergence.plain_step_batch(
+                    functools.partial(em_map, rows),
+                    functools.partial(objective, rows),
+                    v[rows],
+                    tol=tol,
+                    xtol=xtol,
+                    last_step=last_step[rows],
+                    last_rho=last_rho[rows],
+                    scale=scale,
+                )
             )
-            last_step[rows] = step
-            bound[rows] = stopping.aitken_bound(step, rate)
-            done = np.asarray(stopping.is_converged(step, rate, tol), dtype=bool)
-            if xtol is not None:
-                by_x = ~done & (np.linalg.norm(v_new - v[rows], axis=1) <= xtol)
-                bound[rows] = np.where(by_x, np.nan, bound[rows])
-                done = done | by_x
+            used = 1
         guard(ll[rows], ll_new)
         v[rows], ll[rows] = v_new, ll_new
         n_iter[rows] += used
@@ -545,13 +547,6 @@ def run_batch(
         error_bound=bound,
         loglik_history=[np.asarray(h) for h in history],
     )
-
-
-def _guard_fits(old, new, *, labels, iteration, message) -> None:
-    """:func:`emlib.convergence.guard_batch`, after a quick check for the usual case."""
-    if np.all(old <= new) and np.all(new < np.inf):
-        return
-    convergence.guard_batch(old, new, iteration=iteration, labels=labels, message=message)
 
 
 def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol, scale) -> EMResult:

@@ -1872,20 +1872,17 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                 v_new, ll_new, used, done, new_step_max, rho, new_bound = cycle
                 new_step = last_step[sub_genes]
             else:
-                v_new, _ = _em_map(sub, va)
-                ll_new = _loglik_only(sub, *_unpack(v_new))
+                v_new, ll_new, done, new_step, rho, new_bound = convergence.plain_step_batch(
+                    lambda x, sub=sub: _em_map(sub, x),
+                    lambda x, sub=sub: _loglik_only(sub, *_unpack(x)),
+                    va,
+                    tol=tol,
+                    xtol=xtol,
+                    last_step=last_step[sub_genes],
+                    last_rho=last_rho[sub_genes],
+                )
                 used = np.ones(sub_genes.size, dtype=np.int64)
                 new_step_max = step_max[sub_genes]
-                new_step = stopping.step_sizes(va, v_new)
-                rate, rho = stopping.slowest_rate(
-                    last_rho[sub_genes], stopping.rate_estimate(last_step[sub_genes], new_step)
-                )
-                new_bound = stopping.aitken_bound(new_step, rate)
-                done = stopping.is_converged(new_step, rate, tol)
-                if xtol is not None:
-                    by_x = ~done & (np.linalg.norm(v_new - va, axis=1) <= xtol)
-                    new_bound = np.where(by_x, np.nan, new_bound)
-                    done |= by_x
             genes = sub_genes[live]
             convergence.guard_batch(
                 lla[live],
