@@ -262,8 +262,8 @@ def squarem_step(
 
 
 def squarem_cycle_batch(
-    em_map: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    objective: Callable[[np.ndarray], np.ndarray],
+    em_map: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    objective: Callable[[np.ndarray, np.ndarray], np.ndarray],
     v: np.ndarray,
     step_max: np.ndarray,
     *,
@@ -271,7 +271,7 @@ def squarem_cycle_batch(
     tol: float,
     xtol: float | None,
     last_rho: np.ndarray,
-    backtracks: int,
+    backtracks,
     scale=1.0,
     guard: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ):
@@ -303,10 +303,12 @@ def squarem_cycle_batch(
     weakly identified fits (EM rate 0.9996, e.g. a ZINB gene of mean 0.15 with 93 % zeros)
     the plain fallback needs thousands of evaluations; backtracking needs tens.
 
-    Every call of ``em_map`` and ``objective`` takes all ``n_fits`` rows (a row that does
-    not need the evaluation is given :math:`v_2`, a point of its domain, and its result is
-    dropped), so a vectorised model evaluates each fit the same way whichever others are
-    pending.
+    Every call of ``em_map`` and ``objective`` takes all ``n_fits`` rows and a mask
+    ``need`` of the rows whose result is used. A row that does not need the evaluation is
+    given :math:`v_2`, a point of its domain, and its result is dropped, so a vectorised
+    model may evaluate every row (each fit the same way whichever others are pending),
+    and a model that fits row by row may skip the rows not needed (:func:`emlib.em.run_batch`
+    passes it only those).
 
     The stopping rule is applied per fit to the two plain steps, the rate being
     :func:`emlib.stopping.slowest_rate` of this cycle's estimate and ``last_rho``. A fit
@@ -317,10 +319,12 @@ def squarem_cycle_batch(
     Parameters
     ----------
     em_map : callable
-        ``em_map(v) -> (M(v), ℓ(v))`` on packed points of shape (n_fits, d): the EM map
-        of each row and the log-likelihood at the input (one E-step gives both).
+        ``em_map(v, need) -> (M(v), ℓ(v))`` on packed points of shape (n_fits, d): the EM
+        map of each row and the log-likelihood at the input (one E-step gives both); rows
+        where the bool array ``need`` is False may hold anything.
     objective : callable
-        ``objective(v) -> ℓ(v)``, shape (n_fits,), ``-inf`` for a row outside the domain.
+        ``objective(v, need) -> ℓ(v)``, shape (n_fits,), ``-inf`` for a row outside the
+        domain; rows where ``need`` is False may hold anything.
     v : ndarray of shape (n_fits, d)
         The current points.
     step_max : ndarray of shape (n_fits,)
@@ -334,8 +338,8 @@ def squarem_cycle_batch(
         Also stop a fit whose plain EM step is at most ``xtol`` in Euclidean length.
     last_rho : ndarray of shape (n_fits,)
         The slowest rate estimate seen so far (``inf`` at the start).
-    backtracks : int
-        Most halvings of α per cycle; 0 tries the first α only.
+    backtracks : int or ndarray of shape (n_fits,)
+        Most halvings of α per cycle (per fit); 0 tries the first α only.
     scale : float or ndarray broadcasting against ``v``
         The floor of the stopping rule's relative steps (see
         :func:`emlib.stopping.step_sizes`); α is measured in the same units, so neither
@@ -354,9 +358,10 @@ def squarem_cycle_batch(
         bounds on the distance left (0 for a rounding-level step, NaN where ``xtol``
         stopped the fit).
     """
-    v1, ll0 = em_map(v)
+    every = np.ones(v.shape[0], dtype=bool)
+    v1, ll0 = em_map(v, every)
     s1 = stopping.step_sizes(v, v1, scale)
-    v2, ll1 = em_map(v1)
+    v2, ll1 = em_map(v1, every)
     s2 = stopping.step_sizes(v1, v2, scale)
     if guard is not None:
         guard(ll0, ll1)
@@ -379,16 +384,18 @@ def squarem_cycle_batch(
     accepted = np.ones(v.shape[0])
     pending = ~degenerate & ~small & (alpha > 1.0)
     floor = ll0 - decrease_tolerance(ll0)
-    for _ in range(backtracks + 1):
+    limit = np.broadcast_to(backtracks, v.shape[0])
+    for attempt in range(int(limit.max(initial=0)) + 1):
+        pending &= attempt <= limit
         if not pending.any():
             break
         trial = v + 2 * alpha[:, None] * r + alpha[:, None] ** 2 * w
         stabilise = pending & in_domain(trial)
         if stabilise.any():
-            mapped, _ = em_map(np.where(stabilise[:, None], trial, v2))
+            mapped, _ = em_map(np.where(stabilise[:, None], trial, v2), stabilise)
             trial = np.where(stabilise[:, None], mapped, trial)
             used = used + stabilise
-        trial_value = objective(np.where(pending[:, None], trial, v2))
+        trial_value = objective(np.where(pending[:, None], trial, v2), pending)
         ok = pending & np.isfinite(trial_value) & (trial_value >= floor)
         candidate[ok], value[ok], accepted[ok] = trial[ok], trial_value[ok], alpha[ok]
         pending &= ~ok
@@ -397,9 +404,10 @@ def squarem_cycle_batch(
     # a single fit whose extrapolation is accepted needs no E-step of v2.
     at_v2 = ~small1 & np.isnan(value)
     if at_v2.any():
-        ll2 = objective(v2)
+        ll2 = objective(v2, at_v2)
         if guard is not None:
-            guard(ll1, ll2)
+            # A row not needed may be left unevaluated (NaN): only its own step is judged.
+            guard(ll1, np.where(~at_v2 & np.isnan(ll2), ll1, ll2))
         value = np.where(at_v2, ll2, value)
     grow = (accepted == first_alpha) & (first_alpha == step_max) & ~degenerate
     shrunk = np.where(accepted < first_alpha, accepted, step_max)
@@ -413,8 +421,8 @@ def squarem_cycle_batch(
 
 
 def plain_step_batch(
-    em_map: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    objective: Callable[[np.ndarray], np.ndarray],
+    em_map: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    objective: Callable[[np.ndarray, np.ndarray], np.ndarray],
     v: np.ndarray,
     *,
     tol: float,
@@ -436,8 +444,9 @@ def plain_step_batch(
         The new points and their ℓ; which fits met the stopping rule; this step's sizes
         (the next call's ``last_step``); the slowest rates seen; Aitken's bounds.
     """
-    v_new, _ = em_map(v)
-    ll_new = objective(v_new)
+    every = np.ones(v.shape[0], dtype=bool)
+    v_new, _ = em_map(v, every)
+    ll_new = objective(v_new, every)
     step = stopping.step_sizes(v, v_new, scale)
     rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(last_step, step))
     bound = stopping.aitken_bound(step, rate)

@@ -379,15 +379,12 @@ def run(
     tol, max_iter, accelerate, xtol = check_options(tol, max_iter, accelerate, xtol)
     if not starts:
         raise ValueError("at least one starting value is needed")
-    best = None
-    total = 0
-    for start in starts:
-        scale = 1.0 if model.scale is None else model.scale(prepared, model.pack(start))
-        result = _run_once(model, prepared, start, tol, max_iter, accelerate, xtol, scale)
-        total += result.n_iter
-        if best is None or result.loglik > best.loglik:
+    results = _run_starts(model, prepared, list(starts), tol, max_iter, accelerate, xtol)
+    best = results[0]
+    for result in results[1:]:
+        if result.loglik > best.loglik:
             best = result
-    best.n_iter_total = total
+    best.n_iter_total = sum(result.n_iter for result in results)
     if not best.converged:
         _warnings.warn(
             non_convergence_message(
@@ -445,18 +442,19 @@ def run_batch(
     """Run EM on many fits at once (many genes, many starts): the loop of :func:`run`.
 
     Each step takes every fit still iterating together: one SQUAREM cycle
-    (:func:`emlib.convergence.squarem_cycle_batch`) or, with ``accelerate=None`` or too few
-    evaluations left in some fit's budget, one plain EM step; then each fit's stopping rule
-    (:mod:`emlib.stopping`), the monotonicity guard and the budget of ``max_iter`` EM-map
-    evaluations. A fit that stops is not evaluated again. :func:`run` fits one model as a
-    batch of one.
+    (:func:`emlib.convergence.squarem_cycle_batch`) or, with ``accelerate=None`` or fewer
+    than three evaluations left in a fit's budget, one plain EM step; then each fit's
+    stopping rule (:mod:`emlib.stopping`), the monotonicity guard and the budget of
+    ``max_iter`` EM-map evaluations. A fit that stops is not evaluated again. Each fit
+    takes the path it would take alone (a cycle's backtracking is bounded by that fit's
+    budget, not the batch's). :func:`run` fits all starts of a model as one batch.
 
     Parameters
     ----------
     em_map : callable
         ``em_map(rows, v) -> (M(v), ℓ(v))``: the EM map of the fits ``rows`` (indices
         into ``starts``) at their packed points ``v`` of shape ``(len(rows), d)``, and the
-        log-likelihood at ``v``.
+        log-likelihood at ``v``. Only fits whose result is used are passed.
     objective : callable
         ``objective(rows, v) -> ℓ(v)``, ``-inf`` where ``v`` is outside the domain.
     in_domain : callable
@@ -466,7 +464,8 @@ def run_batch(
     tol, max_iter, accelerate, xtol
         As in :func:`run`.
     scale : float or ndarray
-        The stopping rule's floor per coordinate (:func:`emlib.stopping.step_sizes`).
+        The stopping rule's floor per coordinate (:func:`emlib.stopping.step_sizes`): a
+        number, one per coordinate (shape ``(d,)``) or one row per fit (``(n_fits, d)``).
     message : str, optional
         The guard's message template (:func:`emlib.convergence.guard_batch`).
     on_step : callable, optional
@@ -479,6 +478,7 @@ def run_batch(
     """
     v = np.array(starts, dtype=float)
     n = v.shape[0]
+    per_fit_scale = np.ndim(scale) == 2
     ll = np.asarray(objective(np.arange(n), v), dtype=float)
     n_iter = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
@@ -490,55 +490,61 @@ def run_batch(
     active = np.ones(n, dtype=bool)
     iteration = 0
     while active.any():
-        rows = np.flatnonzero(active)
         iteration += 1
-        guard = functools.partial(
-            convergence.guard_batch,
-            labels=None if n == 1 else rows,
-            iteration=iteration,
-            message=message,
-        )
+        rows = np.flatnonzero(active)
         left = max_iter - n_iter[rows]
-        if accelerate == "squarem" and left.min() >= 3:
-            v_new, ll_new, used, done, step_max[rows], last_rho[rows], bound[rows] = (
-                convergence.squarem_cycle_batch(
-                    functools.partial(em_map, rows),
-                    functools.partial(objective, rows),
-                    v[rows],
-                    step_max[rows],
-                    in_domain=in_domain,
-                    tol=tol,
-                    xtol=xtol,
-                    last_rho=last_rho[rows],
-                    # Each halving may cost an EM step: no more than the budget has left.
-                    backtracks=min(convergence.SQUAREM_BACKTRACKS, int(left.min()) - 3),
-                    scale=scale,
-                    guard=guard,
-                )
+        cycling = left >= 3 if accelerate == "squarem" else np.zeros(rows.size, dtype=bool)
+        for group, squarem in ((rows[cycling], True), (rows[~cycling], False)):
+            if group.size == 0:
+                continue
+            guard = functools.partial(
+                convergence.guard_batch,
+                labels=None if n == 1 else group,
+                iteration=iteration,
+                message=message,
             )
-        else:
-            v_new, ll_new, done, last_step[rows], last_rho[rows], bound[rows] = (
-                convergence.plain_step_batch(
-                    functools.partial(em_map, rows),
-                    functools.partial(objective, rows),
-                    v[rows],
-                    tol=tol,
-                    xtol=xtol,
-                    last_step=last_step[rows],
-                    last_rho=last_rho[rows],
-                    scale=scale,
+            calls = _subset_calls(em_map, objective, group)
+            sc = scale[group] if per_fit_scale else scale
+            if squarem:
+                v_new, ll_new, used, done, step_max[group], last_rho[group], bound[group] = (
+                    convergence.squarem_cycle_batch(
+                        *calls,
+                        v[group],
+                        step_max[group],
+                        in_domain=in_domain,
+                        tol=tol,
+                        xtol=xtol,
+                        last_rho=last_rho[group],
+                        # Each halving may cost an EM step: no more than the budget has left.
+                        backtracks=np.minimum(
+                            convergence.SQUAREM_BACKTRACKS, max_iter - n_iter[group] - 3
+                        ),
+                        scale=sc,
+                        guard=guard,
+                    )
                 )
-            )
-            used = 1
-        guard(ll[rows], ll_new)
-        v[rows], ll[rows] = v_new, ll_new
-        n_iter[rows] += used
-        converged[rows] = done
-        for i, value in zip(rows, ll_new, strict=True):
-            history[i].append(value)
-        if on_step is not None:
-            on_step(rows, v_new)
-        active[rows] = ~done & (n_iter[rows] < max_iter)
+            else:
+                v_new, ll_new, done, last_step[group], last_rho[group], bound[group] = (
+                    convergence.plain_step_batch(
+                        *calls,
+                        v[group],
+                        tol=tol,
+                        xtol=xtol,
+                        last_step=last_step[group],
+                        last_rho=last_rho[group],
+                        scale=sc,
+                    )
+                )
+                used = 1
+            guard(ll[group], ll_new)
+            v[group], ll[group] = v_new, ll_new
+            n_iter[group] += used
+            converged[group] = done
+            for i, value in zip(group, ll_new, strict=True):
+                history[i].append(value)
+            if on_step is not None:
+                on_step(group, v_new)
+            active[group] = ~done & (n_iter[group] < max_iter)
     return BatchRun(
         points=v,
         loglik=ll,
@@ -549,46 +555,102 @@ def run_batch(
     )
 
 
-def _run_once(model, prepared, start, tol, max_iter, accelerate, xtol, scale) -> EMResult:
-    expected, ll = model.e_step(prepared, start)
-    if not np.isfinite(ll):
-        raise ValueError(
-            f"{model.name}: the log-likelihood at the starting values is {ll}; the data are "
-            "impossible under them (choose starting values that give every observation "
-            "positive probability)"
-        )
-    theta = model.pack(start)
-    batch = _BatchOfOne(model, prepared)
-    batch.remember(theta, start, expected, ll)
-    param_history = [start]
+def _subset_calls(em_map, objective, rows):
+    """``em_map`` and ``objective`` of :func:`run_batch` in the cycle's form, ``f(v, need)``
+    on the fits ``rows``: each is called on the fits whose result is used only."""
+
+    def mapped(v, need):
+        if need.all():
+            return em_map(rows, v)
+        out, ll = v.copy(), np.full(v.shape[0], np.nan)
+        out[need], ll[need] = em_map(rows[need], v[need])
+        return out, ll
+
+    def value(v, need):
+        if need.all():
+            return objective(rows, v)
+        out = np.full(v.shape[0], np.nan)
+        out[need] = objective(rows[need], v[need])
+        return out
+
+    return mapped, value
+
+
+def _run_starts(model, prepared, starts, tol, max_iter, accelerate, xtol) -> list[EMResult]:
+    """One EM fit from each start, all starts as one batch of :func:`run_batch`."""
+    thetas, fits = [], []
+    for start in starts:
+        expected, ll = model.e_step(prepared, start)
+        if not np.isfinite(ll):
+            raise ValueError(
+                f"{model.name}: the log-likelihood at the starting values is {ll}; the data "
+                "are impossible under them (choose starting values that give every "
+                "observation positive probability)"
+            )
+        theta = model.pack(start)
+        fit = _OneFit(model, prepared)
+        fit.remember(theta, start, expected, ll)
+        thetas.append(theta)
+        fits.append(fit)
+    thetas = np.array(thetas)
+    scale = 1.0
+    if model.scale is not None:
+        scale = np.array([np.broadcast_to(model.scale(prepared, t), t.shape) for t in thetas])
+    batch = _Starts(fits)
+    param_history = [[start] for start in starts]
+
+    def record(rows, v):
+        for i, point in zip(rows, v, strict=True):
+            param_history[i].append(fits[i].recall(point)[0])
+
     run = run_batch(
         batch.em_map,
         batch.objective,
         batch.in_domain,
-        theta[None],
+        thetas,
         tol=tol,
         max_iter=max_iter,
         accelerate=accelerate,
         xtol=xtol,
         scale=scale,
-        on_step=lambda _rows, v: param_history.append(batch.recall(v[0])[0]),
+        on_step=record,
     )
-    return EMResult(
-        params=model.finalize(param_history[-1]),
-        loglik=float(run.loglik[0]),
-        n_iter=int(run.n_iter[0]),
-        converged=bool(run.converged[0]),
-        loglik_history=run.loglik_history[0],
-        param_history=param_history,
-        _model=model,
-        _prepared=prepared,
-        error_bound=float(run.error_bound[0]),
-    )
+    return [
+        EMResult(
+            params=model.finalize(param_history[i][-1]),
+            loglik=float(run.loglik[i]),
+            n_iter=int(run.n_iter[i]),
+            converged=bool(run.converged[i]),
+            loglik_history=run.loglik_history[i],
+            param_history=param_history[i],
+            _model=model,
+            _prepared=prepared,
+            error_bound=float(run.error_bound[i]),
+        )
+        for i in range(len(starts))
+    ]
 
 
-class _BatchOfOne:
-    """A model's EM map and log-likelihood on packed points of shape (1, d), the form
-    :func:`emlib.convergence.squarem_cycle_batch` takes, E-stepping no point twice.
+class _Starts:
+    """Several fits of one model (its starts) in the row form of :func:`run_batch`."""
+
+    def __init__(self, fits: list[_OneFit]):
+        self.fits = fits
+
+    def em_map(self, rows, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = [self.fits[i].em_map(point) for i, point in zip(rows, v, strict=True)]
+        return np.array([m for m, _ in out]), np.array([ll for _, ll in out])
+
+    def objective(self, rows, v: np.ndarray) -> np.ndarray:
+        return np.array([self.fits[i].objective(point) for i, point in zip(rows, v, strict=True)])
+
+    def in_domain(self, v: np.ndarray) -> np.ndarray:
+        model = self.fits[0].model
+        return np.array([bool(model.in_domain(point)) for point in v])
+
+
+class _OneFit:
+    """One fit's EM map and log-likelihood on packed points, E-stepping no point twice.
 
     The cycle asks for ℓ at the point it starts from, whose E-step the driver already has,
     and the driver needs the E-step of the point the cycle ends at, which the cycle already
@@ -620,26 +682,23 @@ class _BatchOfOne:
             _keep(self._e_steps, key, (params, expected, ll), self._KEEP)
         return self._e_steps[key]
 
-    def em_map(self, _rows, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, expected, ll = self.recall(v[0])
+    def em_map(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
+        _, expected, ll = self.recall(theta)
         if not np.isfinite(ll):  # no E-step to map from: the point stays, and is rejected
-            return v, np.array([ll])
+            return theta, ll
         params = self.model.m_step(self.prepared, expected)
         packed = self.model.pack(params)
         _keep(self._mapped, packed.tobytes(), params, self._KEEP_MAPPED)
-        return packed[None], np.array([ll])
+        return packed, ll
 
-    def objective(self, _rows, v: np.ndarray) -> np.ndarray:
-        key = v[0].tobytes()
+    def objective(self, theta: np.ndarray) -> float:
+        key = theta.tobytes()
         # A point the M-step made is the model's by construction (a weight can reach 0
         # exactly, on the boundary): only an extrapolated point is checked.
         made = key in self._e_steps or key in self._mapped
-        if not made and not self.model.in_domain(v[0]):
-            return np.array([-np.inf])
-        return np.array([self.recall(v[0])[2]])
-
-    def in_domain(self, v: np.ndarray) -> np.ndarray:
-        return np.array([bool(self.model.in_domain(v[0]))])
+        if not made and not self.model.in_domain(theta):
+            return -np.inf
+        return self.recall(theta)[2]
 
 
 def _keep(store: dict, key, value, most: int) -> None:

@@ -1849,8 +1849,8 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
             va, lla = v[sub_genes], ll[sub_genes]
             if accelerate == "squarem" and np.all(max_iter - n_iter[sub_genes[live]] >= 3):
                 cycle = convergence.squarem_cycle_batch(
-                    lambda x, sub=sub: _em_map(sub, x),
-                    lambda x, sub=sub: _objective(sub, x),
+                    lambda x, _need, sub=sub: _em_map(sub, x),
+                    lambda x, _need, sub=sub: _objective(sub, x),
                     va,
                     step_max[sub_genes],
                     in_domain=_in_domain,
@@ -1873,8 +1873,8 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                 new_step = last_step[sub_genes]
             else:
                 v_new, ll_new, done, new_step, rho, new_bound = convergence.plain_step_batch(
-                    lambda x, sub=sub: _em_map(sub, x),
-                    lambda x, sub=sub: _loglik_only(sub, *_unpack(x)),
+                    lambda x, _need, sub=sub: _em_map(sub, x),
+                    lambda x, _need, sub=sub: _loglik_only(sub, *_unpack(x)),
                     va,
                     tol=tol,
                     xtol=xtol,

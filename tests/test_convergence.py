@@ -1,6 +1,9 @@
 """The convergence toolkit: monotonicity guard, stopping rule, SQUAREM, finite differences,
 the driver's warnings and the result summary."""
 
+import collections
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -289,10 +292,11 @@ def moth_batch():
     model = moth.MODEL
     em_map, objective = model.em_map(MOTH_PREPARED), model.objective(MOTH_PREPARED)
 
-    def batch_map(v):
+    # need: the rows the cycle will use (squarem_cycle_batch); a batch may compute all.
+    def batch_map(v, need=None):
         return np.array([em_map(row) for row in v]), np.array([objective(row) for row in v])
 
-    def batch_objective(v):
+    def batch_objective(v, need=None):
         return np.array([objective(row) for row in v])
 
     def batch_domain(v):
@@ -342,25 +346,59 @@ def test_run_batch_fits_each_start_as_if_it_were_alone(accelerate):
     those of the same start run by itself (and, for one start, those of em.run)."""
     batch_map, batch_objective, batch_domain = moth_batch()
     options = {"tol": 1e-10, "accelerate": accelerate}
+    evaluated = collections.Counter()  # rows the batch was asked to evaluate, per start
 
     def em_map(rows, v):
+        evaluated.update(starts_of[rows].tolist())
         return batch_map(v)
 
     def objective(rows, v):
+        evaluated.update(starts_of[rows].tolist())
         return batch_objective(v)
 
+    starts_of = np.arange(len(MOTH_STARTS))
     together = em.run_batch(em_map, objective, batch_domain, MOTH_STARTS, **options)
     assert together.converged.all()
+    evaluated_together, evaluated = evaluated, collections.Counter()
     for i, start in enumerate(MOTH_STARTS):
+        starts_of = np.array([i])
         alone = em.run_batch(em_map, objective, batch_domain, start[None], **options)
         np.testing.assert_array_equal(together.points[i], alone.points[0])
         np.testing.assert_array_equal(together.loglik_history[i], alone.loglik_history[0])
         assert together.n_iter[i] == alone.n_iter[0]
+        # Together, no fit is evaluated where it would not be alone.
+        assert evaluated_together[i] == evaluated[i]
         convergence.check_monotone(together.loglik_history[i])
         params = {"p_C": start[0], "p_I": start[1], "p_T": 1 - start.sum()}
         fit = run(moth.MODEL, MOTH_PREPARED, [params], **options)
         np.testing.assert_allclose(fit.loglik_history, alone.loglik_history[0], rtol=1e-13)
         assert fit.n_iter == alone.n_iter[0]
+
+
+@pytest.mark.parametrize("max_iter", [5, 9, 10_000])
+@pytest.mark.parametrize("accelerate", ["squarem", None])
+def test_run_fits_its_starts_together_each_as_if_it_were_alone(accelerate, max_iter):
+    """em.run fits all starts as one batch: each start's path is the one it takes alone,
+    also where max_iter cuts the fits short at different points of their cycles."""
+    prepared = poisson_mixture._prepare(HASSELBLAD)
+    starts = [
+        {"weights": np.array([w, 1 - w]), "means": np.array(m)}
+        for w, m in [(0.5, (1.0, 3.1)), (0.2, (0.5, 4.0)), (0.9, (2.0, 2.5)), (0.5, (0.1, 8.0))]
+    ]
+    model = poisson_mixture.MODEL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        together = em._run_starts(model, prepared, starts, 1e-8, max_iter, accelerate, None)
+        for start, fit in zip(starts, together, strict=True):
+            alone = run(model, prepared, [start], max_iter=max_iter, accelerate=accelerate)
+            np.testing.assert_array_equal(fit.loglik_history, alone.loglik_history)
+            assert (fit.n_iter, fit.converged) == (alone.n_iter, alone.converged)
+            assert fit.n_iter <= max_iter
+            for name in ("weights", "means"):
+                np.testing.assert_array_equal(fit.params[name], alone.params[name])
+            convergence.check_monotone(fit.loglik_history)
+    if max_iter > 100:
+        assert len({fit.n_iter for fit in together}) > 1  # the starts do stop apart
 
 
 def test_run_batch_names_the_fit_whose_likelihood_fell():
@@ -403,11 +441,11 @@ def linear_domain(v):
     return np.all(v > 0.5, axis=1)
 
 
-def linear_objective(v):
+def linear_objective(v, need=None):
     return np.where(linear_domain(v), -np.sum(v * v, axis=1), -np.inf)
 
 
-def linear_batch(v):
+def linear_batch(v, need=None):
     """EM map v -> ρ v of rates ``LINEAR_RATES`` and ℓ(v) = −|v|²."""
     return LINEAR_RATES[:, None] * v, linear_objective(v)
 
@@ -451,7 +489,7 @@ def test_squarem_cycle_batch_backtracks_towards_one(backtracks):
 def test_squarem_cycle_batch_guards_its_plain_steps():
     """A plain EM step that lowers ℓ is a bug even where the extrapolation then rises."""
 
-    def rising_map(v):  # v -> 1.1 v lowers ℓ = −|v|²
+    def rising_map(v, need=None):  # v -> 1.1 v lowers ℓ = −|v|²
         return 1.1 * v, linear_objective(v)
 
     with pytest.raises(MonotonicityError, match="iteration 7"):
@@ -636,3 +674,36 @@ def test_plain_em_respects_max_iter():
         result = linkage.fit(max_iter=4, tol=0.0, accelerate=None)
     assert result.n_iter == 4
     assert len(result.loglik_history) == 5
+
+
+def test_squarem_cycle_batch_bounds_each_fits_backtracking_on_its_own():
+    """With one bound on the halvings per fit (the driver's: what each fit's budget has
+    left), each row of the line v -> ρ v takes the path it takes alone with its bound.
+    Every row's first α = 1 / (1 − ρ) leaves the domain: at ρ = 0.9 the third halving
+    (α = 2.125) is accepted, at ρ = 0.8 the fourth (α = 1.25)."""
+    limits = np.array([0, 2, 4])
+    options = {"in_domain": linear_domain, "tol": 1e-8, "xtol": None}
+    v, step_max, rho = np.ones((3, 2)), np.full(3, 1000.0), np.full(3, np.inf)
+    together = convergence.squarem_cycle_batch(
+        linear_batch, linear_objective, v, step_max, last_rho=rho, backtracks=limits, **options
+    )
+    for i, limit in enumerate(limits):
+
+        def row_map(x, need, i=i):  # the EM map of row i's rate
+            return LINEAR_RATES[i] * x, linear_objective(x)
+
+        alone = convergence.squarem_cycle_batch(
+            row_map,
+            linear_objective,
+            v[i : i + 1],
+            step_max[i : i + 1],
+            last_rho=rho[i : i + 1],
+            backtracks=int(limit),
+            **options,
+        )
+        for whole, part in zip(together, alone, strict=True):
+            assert np.array_equal(whole[i], part[0], equal_nan=True)
+    used = together[2]
+    # Rows 0 and 1 fall back to the plain steps within their bounds; row 2 is accepted at
+    # its last halving (one stabilising step): no bound shared by the rows gives both.
+    np.testing.assert_array_equal(used, [2, 2, 3])
