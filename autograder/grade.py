@@ -762,6 +762,8 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
     from autograder.sandbox import isolation_available, sweep_stale_boxes
 
     isolated, how = isolation_available()
+    if not settings.sandbox:
+        isolated, how = False, "none: graded without the sandbox (sandbox=False)"
     if isolated:
         sweep_stale_boxes()  # left by runs killed outright (SIGKILL): no clean-up code ran
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
@@ -787,7 +789,7 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
                         continue
                     except Exception as error:
                         result = _failed(task, f"{type(error).__name__}: {error}")
-                    _record(out, task, replace(result, fingerprint=task.fingerprint))
+                    _record(out, task, replace(result, fingerprint=task.fingerprint, sandbox=how))
                     remaining.remove(task)
                     bar.update()
             except BaseException:  # Interrupted, or any error: no worker or kernel outlives us
@@ -800,7 +802,7 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
                     pool.shutdown(wait=True, cancel_futures=True)
         for task in remaining:  # never graded: recorded as errors, retried on the next run
             result = _failed(task, "the grading worker crashed")
-            _record(out, task, replace(result, fingerprint="retry"))
+            _record(out, task, replace(result, fingerprint="retry", sandbox=how))
     finally:
         bar.close()
         from autograder.sandbox import remove_recorded_kernels

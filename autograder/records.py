@@ -72,7 +72,9 @@ class Result:
     ``grades`` is ``{notebook: {grade_id: cell's grade}}``; ``notes`` ``{notebook: why it
     earned nothing}`` (``None`` in a grading error's result, which has no ``notes`` key);
     ``log`` what went wrong in a grading error. ``pending``, the points awaiting a person, is
-    set by :func:`autograder.hand.apply` and never stored.
+    set by :func:`autograder.hand.apply` and never stored. ``sandbox`` says how the kernels
+    that graded it were sandboxed: the decision of the run that graded it (empty in results
+    recorded before it was kept).
     """
 
     student: str
@@ -85,6 +87,7 @@ class Result:
     log: str = ""
     fingerprint: str | None = None
     pending: float = 0.0
+    sandbox: str = ""
 
     def feedback_dir(self, out: Path) -> Path:
         """Where this submission's feedback pages are in ``out``."""
@@ -105,6 +108,8 @@ class Result:
         d["log"] = self.log
         if self.fingerprint is not None:
             d["fingerprint"] = self.fingerprint
+        if self.sandbox:
+            d["sandbox"] = self.sandbox
         return d
 
     @classmethod
@@ -120,4 +125,5 @@ class Result:
             notes=d.get("notes"),
             log=d.get("log", ""),
             fingerprint=d.get("fingerprint"),
+            sandbox=d.get("sandbox", ""),
         )

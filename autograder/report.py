@@ -207,12 +207,19 @@ def _write_pending_csv(out: Path, pending) -> None:
     write_atomic(out / PENDING_CSV, buf.getvalue())
 
 
+def _sandboxes(results: list[Result]) -> str:
+    """How the submissions' kernels were sandboxed, as the runs that graded them recorded it
+    (several runs may have graded one output folder)."""
+    counts = Counter(r.sandbox or "not recorded" for r in results)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "; ".join(f"{how} ({n} submissions)" for how, n in sorted(counts.items()))
+
+
 def write_report(out: Path, results: list[Result], course=None) -> Path:
     """Write ``report.png``, ``report.html`` and ``hand_grades_pending.csv`` in ``out``
     (``course``: the course root holding ``solutions/``, for the notebook order); return the
     HTML's path."""
-    from autograder.sandbox import isolation_available
-
     e = html.escape
     out = Path(out)
     assignments = sorted({r.assignment for r in results})
@@ -256,7 +263,7 @@ tr.exercise {{ background: #eef; }}
 code {{ white-space: pre-wrap; }}
 </style></head><body>
 <h1>Grading report</h1>
-<p>{len(results)} submissions graded. Kernel sandbox: {e(isolation_available()[1])}.
+<p>{len(results)} submissions graded. Kernel sandbox: {e(_sandboxes(results))}.
 Files: <code>grades.csv</code>, <code>grades_by_cell.csv</code>, <code>lms_grades.csv</code>,
 <code>handback/</code> (a zip of feedback per student), <code>{PENDING_CSV}</code>.</p>
 <h2 id="exercises">Exercises</h2>

@@ -329,6 +329,27 @@ def test_class_report_has_a_figure_and_the_flags(graded):
         assert flag in report
 
 
+def test_report_states_the_sandbox_the_run_recorded_not_a_new_probe(graded, monkeypatch):
+    """Each result keeps how its kernels were sandboxed (the grading run's one decision);
+    the report states that, even when written later on a machine that would decide
+    otherwise."""
+    from autograder import sandbox
+    from autograder.grade import load_results
+    from autograder.report import write_report
+
+    expected = isolation_available()[1]
+    results = load_results(graded["out"])
+    assert {r.sandbox for r in results} == {expected}
+    stated = f"Kernel sandbox: {html.escape(expected)}."
+    assert stated in (graded["out"] / "report.html").read_text()
+
+    def no_probe():
+        raise AssertionError("the report probed the machine again")
+
+    monkeypatch.setattr(sandbox, "isolation_available", no_probe)
+    assert stated in write_report(graded["out"], results, TOY).read_text()
+
+
 def test_each_student_gets_a_zip_of_feedback_that_opens_offline(graded, tmp_path):
     out = graded["out"]
     zips = sorted((out / "handback").glob("*.zip"))
