@@ -81,7 +81,7 @@ lab: $(STAMP)
 test: $(STAMP) browser
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
-	export PATH="$(CURDIR)/$(VENV_BIN):$$PATH"; $(VENV_PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	export PATH="$(CURDIR)/$(VENV_BIN):$$PATH"; $(VENV_PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 site: $(STAMP)
 	$(VENV_PY) -m course_site --out _site

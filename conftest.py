@@ -1,7 +1,8 @@
 """Run the slowest test files first.
 
-``make test`` spreads whole files over two pytest-xdist workers (``--dist loadfile``), in
-collection order. Collected alphabetically, two long files (the interrupted-grading runs,
+``make test`` spreads whole files over two pytest-xdist workers in collection order
+(``--dist loadfile --no-loadscope-reorder``; by default xdist would put the files with the
+most tests first, whatever they cost). Collected alphabetically, two long files (the interrupted-grading runs,
 the JupyterLab check) came last and ran alone on one worker for over a minute while the
 other sat idle; started first, the short files fill in around them.
 """
