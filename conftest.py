@@ -2,9 +2,9 @@
 
 ``make test`` spreads whole files over two pytest-xdist workers in collection order
 (``--dist loadfile --no-loadscope-reorder``; by default xdist would put the files with the
-most tests first, whatever they cost). Collected alphabetically, two long files (the interrupted-grading runs,
-the JupyterLab check) came last and ran alone on one worker for over a minute while the
-other sat idle; started first, the short files fill in around them.
+most tests first, whatever they cost). Collected alphabetically, two long files (the
+interrupted-grading runs, the JupyterLab check) came last and ran alone on one worker for
+over a minute while the other sat idle; started first, the short files fill in around them.
 """
 
 #: Test files by wall time in a full run on two cores (longest first; others follow).
