@@ -384,9 +384,10 @@ def squarem_cycle_batch(
     accepted = np.ones(v.shape[0])
     pending = ~degenerate & ~small & (alpha > 1.0)
     floor = ll0 - decrease_tolerance(ll0)
-    limit = np.broadcast_to(backtracks, v.shape[0])
-    for attempt in range(int(limit.max(initial=0)) + 1):
-        pending &= attempt <= limit
+    limit = np.asarray(backtracks)
+    for attempt in range(int(limit.max()) + 1):
+        if attempt and limit.ndim:
+            pending &= attempt <= limit
         if not pending.any():
             break
         trial = v + 2 * alpha[:, None] * r + alpha[:, None] ** 2 * w

@@ -493,8 +493,14 @@ def run_batch(
         iteration += 1
         rows = np.flatnonzero(active)
         left = max_iter - n_iter[rows]
-        cycling = left >= 3 if accelerate == "squarem" else np.zeros(rows.size, dtype=bool)
-        for group, squarem in ((rows[cycling], True), (rows[~cycling], False)):
+        if accelerate != "squarem":
+            groups = ((rows, False),)
+        elif left.min() >= 3:
+            groups = ((rows, True),)
+        else:
+            cycling = left >= 3
+            groups = ((rows[cycling], True), (rows[~cycling], False))
+        for group, squarem in groups:
             if group.size == 0:
                 continue
             guard = functools.partial(
