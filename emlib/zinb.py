@@ -1857,10 +1857,10 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
                     tol=tol,
                     xtol=xtol,
                     last_rho=last_rho[sub_genes],
-                    # Each halving may cost an EM step: no more than the budget has left.
-                    backtracks=min(
-                        convergence.SQUAREM_BACKTRACKS,
-                        int(np.min(max_iter - n_iter[sub_genes[live]])) - 3,
+                    # Each halving may cost an EM step: no more than the gene's budget has
+                    # left (a gene that has stopped is computed on, and its result dropped).
+                    backtracks=np.clip(
+                        max_iter - n_iter[sub_genes] - 3, 0, convergence.SQUAREM_BACKTRACKS
                     ),
                     guard=functools.partial(
                         _guard_rows,

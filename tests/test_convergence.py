@@ -661,6 +661,28 @@ def test_summary_of_a_non_converged_fit_says_so():
     assert "NOT converged" in result.summary()
 
 
+@pytest.mark.parametrize("max_iter", [3, 4, 7, 10, 13])
+def test_backtracking_zinb_genes_never_exceed_max_iter(max_iter, monkeypatch):
+    """As above for a ZINB matrix: each gene's halvings are bounded by what its own budget
+    has left."""
+    cycle = convergence.squarem_cycle_batch
+
+    def worst_case(*args, backtracks, **kwargs):
+        out = list(cycle(*args, backtracks=backtracks, **kwargs))
+        out[2] = np.where(out[3], out[2], 3 + np.asarray(backtracks))
+        return tuple(out)
+
+    monkeypatch.setattr(convergence, "squarem_cycle_batch", worst_case)
+    rng = np.random.default_rng(11)
+    mean = rng.uniform(0.5, 5.0, 12)
+    counts = rng.negative_binomial(2.0, 2.0 / (2.0 + mean), (400, 12))
+    counts[rng.random(counts.shape) < 0.3] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = zinb.fit(counts, max_iter=max_iter)
+    assert np.all(result.n_iter <= max_iter)
+
+
 @pytest.mark.parametrize("max_iter", [1, 2, 4, 5])
 def test_squarem_respects_max_iter(max_iter):
     # max_iter bounds EM-map evaluations; a SQUAREM cycle uses up to three of them.
