@@ -330,6 +330,10 @@ def run(
 ) -> EMResult:
     """Run EM from each start and return the fit with the highest log-likelihood.
 
+    The starts are fitted together, as one batch of :func:`run_batch` (the bookkeeping of
+    each SQUAREM cycle is paid once for all of them); each takes the path it would take
+    alone.
+
     Parameters
     ----------
     model : EMModel
