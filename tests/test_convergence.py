@@ -308,6 +308,15 @@ def moth_batch():
 MOTH_STARTS = np.array([[0.3, 0.3], [0.05, 0.9], [0.9, 0.05], [0.01, 0.01]])
 
 
+def _assert_row_as_alone(out, i, em_map, objective, v, step_max, rho, **options):
+    """Row ``i`` of the cycle's output ``out`` on a batch is its output on row i alone."""
+    alone = convergence.squarem_cycle_batch(
+        em_map, objective, v[i : i + 1], step_max[i : i + 1], last_rho=rho[i : i + 1], **options
+    )
+    for whole, part in zip(out, alone, strict=True):
+        assert np.array_equal(whole[i], part[0], equal_nan=True)
+
+
 @pytest.mark.parametrize("backtracks", [0, 6])
 def test_squarem_cycle_batch_treats_each_fit_as_a_batch_of_one(backtracks):
     batch_map, batch_objective, batch_domain = moth_batch()
@@ -320,16 +329,7 @@ def test_squarem_cycle_batch_treats_each_fit_as_a_batch_of_one(backtracks):
             batch_map, batch_objective, v, step_max, last_rho=rho, **options
         )
         for i in range(n):
-            alone = convergence.squarem_cycle_batch(
-                batch_map,
-                batch_objective,
-                v[i : i + 1],
-                step_max[i : i + 1],
-                last_rho=rho[i : i + 1],
-                **options,
-            )
-            for whole, part in zip(out, alone, strict=True):
-                assert np.array_equal(whole[i], part[0], equal_nan=True)
+            _assert_row_as_alone(out, i, batch_map, batch_objective, v, step_max, rho, **options)
         v_new, ll_new, used, _, step_max, rho, _ = out
         assert np.all(batch_domain(v_new))
         np.testing.assert_array_equal(ll_new, batch_objective(v_new))
@@ -714,17 +714,17 @@ def test_squarem_cycle_batch_bounds_each_fits_backtracking_on_its_own():
         def row_map(x, need, i=i):  # the EM map of row i's rate
             return LINEAR_RATES[i] * x, linear_objective(x)
 
-        alone = convergence.squarem_cycle_batch(
+        _assert_row_as_alone(
+            together,
+            i,
             row_map,
             linear_objective,
-            v[i : i + 1],
-            step_max[i : i + 1],
-            last_rho=rho[i : i + 1],
+            v,
+            step_max,
+            rho,
             backtracks=int(limit),
             **options,
         )
-        for whole, part in zip(together, alone, strict=True):
-            assert np.array_equal(whole[i], part[0], equal_nan=True)
     used = together[2]
     # Rows 0 and 1 fall back to the plain steps within their bounds; row 2 is accepted at
     # its last halving (one stabilising step): no bound shared by the rows gives both.
