@@ -39,7 +39,7 @@ import nbformat
 from autograder import REPO, cells, config
 from autograder.collect import collect_zips
 from autograder.files import write_atomic
-from autograder.records import GradingTask, Result, Settings
+from autograder.records import CellGrade, GradingTask, Result, Settings
 
 FLAGS = (
     "timeout",
@@ -277,7 +277,7 @@ class _NotGraded(Exception):
         self.note, self.flags = note, set(flags)
 
 
-def _zero_grades(sc) -> dict[str, dict[str, dict]]:
+def _zero_grades(sc) -> dict[str, dict[str, CellGrade]]:
     """``{notebook: {grade_id: grade}}`` at 0 points: a notebook that is not graded (missing,
     unreadable, no kernel) keeps them, and every cell of the release is in the result."""
     return {
@@ -407,7 +407,9 @@ def _source_of(nb, gid: str) -> str | None:
     return next((c.source.strip() for c in nb.cells if cells.grade_id(c) == gid), None)
 
 
-def _score(grades: dict, outcomes, solution, release, flags: set[str], submitted=None) -> None:
+def _score(
+    grades: dict[str, CellGrade], outcomes, solution, release, flags: set[str], submitted=None
+) -> None:
     """Points for each test from the judge's outcomes; an exercise that used emlib earns none."""
     from autograder.submission import exercises
 
@@ -489,7 +491,9 @@ def _write_feedback(sc, task: GradingTask, judged: dict, grades: dict, notes: di
         (out / f"{name}.html").write_text(text)
 
 
-def _result(task: GradingTask, grades: dict, flags: set[str], notes: dict) -> Result:
+def _result(
+    task: GradingTask, grades: dict[str, dict[str, CellGrade]], flags: set[str], notes: dict
+) -> Result:
     """The totals and the flags (in :data:`FLAGS` order, ``needs_manual`` if any cell awaits
     a person) the parent records for the submission."""
     if any(g["needs_manual"] for nb in grades.values() for g in nb.values()):

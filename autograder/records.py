@@ -3,9 +3,9 @@
 Frozen dataclasses at module level, so that a worker process can pickle a :class:`Result`
 back to the parent. A :class:`Result` is what ``OUT/.state/<student>__<assignment>.json``
 holds: :meth:`Result.to_dict` gives that file's keys in the order they have always been
-written, :meth:`Result.from_dict` reads one back. The cells' grades inside a result stay
-plain dicts (``{"score", "max_score", "needs_manual"}``, and ``seed``, ``message``,
-``hand``, ``comment`` when there are): they are nbgrader's per-cell data, written as they are.
+written, :meth:`Result.from_dict` reads one back. The cells' grades inside a result are
+dicts of the shape :class:`CellGrade` names: nbgrader's per-cell data, written to the state
+files as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 #: The settings a grade depends on, hashed by :func:`autograder.grade.fingerprint`.
 _GRADED_WITH = ("timeout", "notebook_timeout", "memory_limit", "sandbox", "seed_key")
@@ -65,6 +66,23 @@ class GradingTask:
         return feedback_folder(self.out, self.student, self.assignment)
 
 
+class CellGrade(TypedDict, total=False):
+    """One graded cell of a :class:`Result` (one entry of ``grades[notebook]``).
+
+    Every cell has ``score``, ``max_score`` and ``needs_manual``; an autograded test also
+    ``seed`` (its hidden data's), and ``message`` when it failed; a cell a person graded
+    (:func:`autograder.hand.apply`) ``hand`` and ``comment``.
+    """
+
+    score: float
+    max_score: float
+    needs_manual: bool  # a written answer awaiting a person
+    seed: int
+    message: str  # why the test failed (the class report's most common failure)
+    hand: bool
+    comment: str
+
+
 @dataclass(frozen=True)
 class Result:
     """A submission's grade: its totals, flags, cells' grades and notes.
@@ -82,7 +100,7 @@ class Result:
     score: float
     max_score: float
     flags: tuple[str, ...]
-    grades: dict[str, dict[str, dict]]
+    grades: dict[str, dict[str, CellGrade]]
     notes: dict[str, str] | None = None
     log: str = ""
     fingerprint: str | None = None

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 import zipfile
 from pathlib import Path
 
@@ -327,6 +328,24 @@ def test_class_report_has_a_figure_and_the_flags(graded):
     report = (out / "report.html").read_text()
     for flag in ("timeout", "kernel_died", "tampered", "deleted_tests", "unreadable", "missing"):
         assert flag in report
+
+
+def test_every_cell_grade_has_the_shape_records_declare(graded):
+    """The state files' cell grades hold CellGrade's keys and no other, with its types."""
+    from autograder.grade import load_results
+    from autograder.records import CellGrade
+
+    declared = typing.get_type_hints(CellGrade)
+    seen = set()
+    for result in load_results(graded["out"]):
+        for grades in result.grades.values():
+            for gid, g in grades.items():
+                assert {"score", "max_score", "needs_manual"} <= g.keys() <= declared.keys(), g
+                for key, value in g.items():
+                    kind = (int, float) if declared[key] is float else declared[key]
+                    assert isinstance(value, kind), (gid, key, value)
+                seen |= g.keys()
+    assert {"seed", "message"} <= seen  # failing autograded tests are among the toy class's
 
 
 def test_report_states_the_sandbox_the_run_recorded_not_a_new_probe(graded, monkeypatch):
