@@ -648,15 +648,20 @@ class _Starts:
         self.fits = fits
 
     def em_map(self, rows, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = [self.fits[i].em_map(point) for i, point in zip(rows, v, strict=True)]
-        return np.array([m for m, _ in out]), np.array([ll for _, ll in out])
+        mapped, ll = np.empty_like(v), np.empty(len(rows))
+        for j, i in enumerate(rows):
+            mapped[j], ll[j] = self.fits[i].em_map(v[j])
+        return mapped, ll
 
     def objective(self, rows, v: np.ndarray) -> np.ndarray:
-        return np.array([self.fits[i].objective(point) for i, point in zip(rows, v, strict=True)])
+        ll = np.empty(len(rows))
+        for j, i in enumerate(rows):
+            ll[j] = self.fits[i].objective(v[j])
+        return ll
 
     def in_domain(self, v: np.ndarray) -> np.ndarray:
         model = self.fits[0].model
-        return np.array([bool(model.in_domain(point)) for point in v])
+        return np.fromiter((model.in_domain(point) for point in v), bool, len(v))
 
 
 class _OneFit:
