@@ -766,10 +766,10 @@ def _run_pool(todo, out, settings, jobs, progress, submissions, ctx) -> None:
     from autograder.sandbox import isolation_available, sweep_stale_boxes
 
     isolated, how = isolation_available()
-    if not settings.sandbox:
-        isolated, how = False, "none: graded without the sandbox (sandbox=False)"
     if isolated:
         sweep_stale_boxes()  # left by runs killed outright (SIGKILL): no clean-up code ran
+    if not settings.sandbox:
+        isolated, how = False, "none: graded without the sandbox (sandbox=False)"
     base = tempfile.mkdtemp(prefix="autograder-")  # 0700: no kernel can look inside
     settings = replace(settings, hide=(base, str(submissions), str(out)), isolated=isolated)
     bar = tqdm(total=len(todo), disable=not progress, unit="submission", desc="grading")
