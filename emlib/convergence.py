@@ -10,7 +10,8 @@ Every EM fit in :mod:`emlib` runs through :func:`emlib.em.run`, which uses the p
   extrapolation that uses the same fixed-point map as plain EM;
   :func:`squarem_cycle_batch` is a cycle on many fits at once, with backtracking on the
   step length and the stopping rule, and :func:`plain_step_batch` its unaccelerated
-  counterpart (both drivers: :func:`emlib.em.run_batch` and the ZINB matrix fit);
+  counterpart (the one driver, :func:`emlib.em.run_batch`, runs both, for a model's
+  starts and for every gene of a ZINB matrix);
 * :func:`rate` estimates the linear rate of convergence at the fixed point;
 * :func:`jacobian` and :func:`hessian` are the central finite differences behind
   :func:`rate` and the standard errors.

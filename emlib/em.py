@@ -426,7 +426,11 @@ class BatchRun:
     n_iter: np.ndarray  # (n_fits,) EM-map evaluations
     converged: np.ndarray  # (n_fits,) bool
     error_bound: np.ndarray  # (n_fits,) Aitken's bound at the end (NaN: stopped by xtol)
-    loglik_history: list[np.ndarray]  # per fit: ℓ at the start and after every step
+    loglik_history: list  # per fit: ℓ at the start and after every step (an array)
+    #: Which fits are still iterating: all False once :func:`run_batch` returns. During
+    #: the run the hooks of :func:`run_batch` see (and may change) this state, the
+    #: histories then being lists.
+    active: np.ndarray  # (n_fits,) bool
 
 
 def run_batch(
@@ -441,9 +445,14 @@ def run_batch(
     xtol: float | None = None,
     scale=1.0,
     message: str | None = None,
+    labels: np.ndarray | None = None,
     on_step: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    loglik: np.ndarray | None = None,
+    vet_stop: Callable | None = None,
+    between: Callable[[BatchRun], None] | None = None,
 ) -> BatchRun:
-    """Run EM on many fits at once (many genes, many starts): the loop of :func:`run`.
+    """Run EM on many fits at once (many genes, many starts): the loop of :func:`run` and
+    of :func:`emlib.zinb.fit` (which adds its Newton polish by the two hooks).
 
     Each step takes every fit still iterating together: one SQUAREM cycle
     (:func:`emlib.convergence.squarem_cycle_batch`) or, with ``accelerate=None`` or fewer
@@ -472,9 +481,24 @@ def run_batch(
         number, one per coordinate (shape ``(d,)``) or one row per fit (``(n_fits, d)``).
     message : str, optional
         The guard's message template (:func:`emlib.convergence.guard_batch`).
+    labels : ndarray of shape (n_fits,), optional
+        The fits' names in the guard's message (default: their row, for more than one fit).
     on_step : callable, optional
         ``on_step(rows, v)`` after every step, with the fits that took it and their new
         points (to keep a parameter history, say).
+    loglik : ndarray of shape (n_fits,), optional
+        ℓ at the starts, if the caller has it (else ``objective`` gives it).
+    vet_stop : callable, optional
+        ``vet_stop(state, rows, done, bound) -> (done, bound)`` after every step, with the
+        fits that took it, which of them met the stopping rule and their bounds (the
+        state's points, ℓ and ``n_iter`` already updated): a model's own check of a stop,
+        which may veto it (e.g. a second-order test of the point).
+    between : callable, optional
+        ``between(state)`` before the first step and after every step, with the run's
+        :class:`BatchRun` state: it may move fits (``points``, ``loglik``, appending to
+        ``loglik_history``, adding to ``n_iter``), and stop them (``active``, with
+        ``converged`` and ``error_bound``), e.g. by another method near the maximum. A
+        fit's moves must not lower its ℓ: the guard checks each step from the ℓ it left.
 
     Returns
     -------
@@ -483,7 +507,9 @@ def run_batch(
     v = np.array(starts, dtype=float)
     n = v.shape[0]
     per_fit_scale = np.ndim(scale) == 2
-    ll = np.asarray(objective(np.arange(n), v), dtype=float)
+    if loglik is None:
+        loglik = objective(np.arange(n), v)
+    ll = np.array(loglik, dtype=float)
     n_iter = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
     bound = np.full(n, np.inf)
@@ -492,6 +518,11 @@ def run_batch(
     step_max = np.ones(n)
     history = [[value] for value in ll]
     active = np.ones(n, dtype=bool)
+    state = BatchRun(v, ll, n_iter, converged, bound, history, active)
+    if labels is None and n > 1:
+        labels = np.arange(n)
+    if between is not None:
+        between(state)
     iteration = 0
     while active.any():
         iteration += 1
@@ -509,7 +540,7 @@ def run_batch(
                 continue
             guard = functools.partial(
                 convergence.guard_batch,
-                labels=None if n == 1 else group,
+                labels=None if labels is None else labels[group],
                 iteration=iteration,
                 message=message,
             )
@@ -549,20 +580,18 @@ def run_batch(
             guard(ll[group], ll_new)
             v[group], ll[group] = v_new, ll_new
             n_iter[group] += used
+            if vet_stop is not None:
+                done, bound[group] = vet_stop(state, group, done, bound[group])
             converged[group] = done
             for i, value in zip(group, ll_new, strict=True):
                 history[i].append(value)
             if on_step is not None:
                 on_step(group, v_new)
             active[group] = ~done & (n_iter[group] < max_iter)
-    return BatchRun(
-        points=v,
-        loglik=ll,
-        n_iter=n_iter,
-        converged=converged,
-        error_bound=bound,
-        loglik_history=[np.asarray(h) for h in history],
-    )
+        if between is not None:
+            between(state)
+    state.loglik_history = [np.asarray(h) for h in history]
+    return state
 
 
 def _subset_calls(em_map, objective, rows):

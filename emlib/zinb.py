@@ -23,7 +23,9 @@ weighted counts are not overdispersed. (The source post checked convergence on �
 and left this weighted fit as a placeholder.)
 
 **Matrices.** ``fit`` also takes a cells × genes matrix and fits every gene at once, each
-with its own (μ, θ, π), in one vectorised EM loop; optionally with per-cell size factors
+with its own (μ, θ, π), as one batch of the library's EM driver
+(:func:`emlib.em.run_batch`, each gene's E- and M-steps vectorised over the genes still
+iterating); optionally with per-cell size factors
 :math:`s_c`, so that the mean of cell c for gene g is :math:`s_c \\mu_g`. Without size
 factors each gene is reduced once to its frequency table, so an iteration costs time in
 proportion to the number of distinct (gene, count) pairs, not cells × genes.
@@ -37,7 +39,9 @@ gene's table of distinct positive counts, so a positive count costs a ``log1p`` 
 products per pass, a zero a ``log1p``, an ``exp`` and a ``log``. Since one EM-map
 evaluation then costs several Newton steps, every gene starts with the Newton polish below
 (:data:`SCALED_POLISH_AFTER`), whose steps where the Hessian is not negative definite are
-those of the modified Newton method; EM is the fallback.
+those of the modified Newton method; EM is the fallback. From the default start the polish
+first runs with the factors binned (:func:`_coarse`), where a pass costs a few percent of
+one over every cell, and the exact polish takes it from there.
 
 **Slow genes: a Newton polish.** A gene whose EM rate is within 1e-4 of 1 (a small mean
 with most counts zero, where dropouts and negative-binomial zeros explain the data almost
@@ -56,7 +60,6 @@ Parameters: ``mu``, ``theta``, ``pi``. Data: a 1-D array of counts, or a 2-D arr
 from __future__ import annotations
 
 import contextlib
-import functools
 import operator
 import sys
 import warnings
@@ -66,7 +69,7 @@ import numpy as np
 import scipy.sparse
 from scipy.special import gammaln, lambertw
 
-from emlib import _negbin, convergence, stopping
+from emlib import _negbin, convergence, em, stopping
 from emlib._validation import check_init_keys
 from emlib.em import (
     DEFAULT_ACCELERATE,
@@ -1897,22 +1900,57 @@ def _loglik_only(d: _Data, mu, theta, pi) -> np.ndarray:
     return _loglik_and_share(d, mu, theta, pi)[0]
 
 
-def _guard_rows(old, new, *, rows, genes, iteration) -> None:
-    """The monotonicity guard on the ``rows`` of a batch that are still iterating."""
-    convergence.guard_batch(
-        old[rows], new[rows], iteration=iteration, labels=genes[rows], message=_GUARD_MESSAGE
-    )
+class _LiveGenes:
+    """The EM map and ℓ of some genes of ``d`` in :func:`emlib.em.run_batch`'s row form.
+
+    They are computed on a copy of the data of the genes still iterating, all of ``d`` at
+    first and cut down (:meth:`keep`) once at most three quarters of the copy's genes are
+    left: the rows asked for are among them, and the copy's other genes are computed at
+    the run's current points and dropped. Each gene's result is the same whichever genes
+    share the call (its sums are its own).
+    """
+
+    def __init__(self, d: _Data, points: np.ndarray):
+        self.d, self.points = d, points  # the run's points, updated in place by run_batch
+        self.genes = np.arange(d.n_genes)
+        self.sub = d
+
+    def keep(self, active: np.ndarray) -> None:
+        """Cut the copy down to the ``active`` genes once they are at most 3/4 of it."""
+        live = active[self.genes]
+        if live.sum() <= 0.75 * live.size:
+            self.genes = self.genes[live]
+            self.sub = _subset(self.d, self.genes)
+
+    def _rows(self, rows, v):
+        x = self.points[self.genes]
+        at = np.searchsorted(self.genes, rows)
+        x[at] = v
+        return x, at
+
+    def em_map(self, rows, v):
+        x, at = self._rows(rows, v)
+        mapped, ll = _em_map(self.sub, x)
+        return mapped[at], ll[at]
+
+    def objective(self, rows, v):
+        x, at = self._rows(rows, v)
+        return _objective(self.sub, x)[at]
 
 
 def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, progress=None):
-    """Every gene's EM at once; returns the arrays of a :class:`ZINBMatrixResult`.
+    """Every gene's EM at once, by :func:`emlib.em.run_batch` with zinb's two hooks;
+    returns the arrays of a :class:`ZINBMatrixResult`.
 
-    ``progress``, if given, is called after every iteration with the number of genes done.
+    ``progress``, if given, is called after every step with the number of genes done.
 
-    Genes that meet the stopping rule leave the active set; once a quarter of them have,
-    the data are cut down to the live genes. With ``record`` (one gene), the packed
-    parameters after every iteration are kept too. The last array says, per gene that EM's
-    rule stopped, whether that point is not a maximum (:func:`_second_order`).
+    The hooks: where the stopping rule stops a gene, Newton's second-order check of the
+    point may veto the stop (:func:`_second_order`), and between steps the genes that have
+    run long enough are polished (:func:`_polish`; with size factors, every gene before
+    the first step). Genes that stop leave the batch; once a quarter of them have, the data
+    are cut down to the live genes (:class:`_LiveGenes`). With ``record`` (one gene), the
+    packed parameters after every step are kept too. The last array says, per gene that
+    EM's rule stopped, whether that point is not a maximum (:func:`_second_order`).
     """
     g = d.n_genes
     v = _pack(*start)
@@ -1932,134 +1970,89 @@ def _run_matrix(d: _Data, start, tol, max_iter, accelerate, xtol, record=False, 
             f"{bad[:10].tolist()}; the data are impossible under them (choose starting "
             "values that give every count positive probability, e.g. pi < 1)"
         )
-    n_iter = np.zeros(g, dtype=np.int64)
-    converged = np.zeros(g, dtype=bool)
     # Where EM's rule stopped a gene: whether that point is not a maximum (the polish
     # certifies only at a negative definite Hessian, so its genes stay False).
     rising = np.zeros(g, dtype=bool)
-    step_max = np.ones(g)
-    last_rho = np.full(g, np.inf)
-    last_step = np.full(g, np.inf)
-    bound = np.full(g, np.inf)
     next_polish = np.full(g, first_polish, dtype=np.int64)
-    record_genes = [np.arange(g)]
-    record_values = [ll.copy()]
     path = [v[0].copy()] if record else None
-    sub_genes = np.arange(g)  # the genes of ``sub``; the loop computes on all of them
-    sub = d
-    live = np.ones(g, dtype=bool)  # which genes of ``sub`` are still iterating
-    iteration = 0
-    while True:
-        iteration += 1
-        # With size factors the polish comes first (see SCALED_POLISH_AFTER).
-        if not (iteration == 1 and polish and first_polish == 0):
-            va, lla = v[sub_genes], ll[sub_genes]
-            if accelerate == "squarem" and np.all(max_iter - n_iter[sub_genes[live]] >= 3):
-                cycle = convergence.squarem_cycle_batch(
-                    lambda x, _need, sub=sub: _em_map(sub, x),
-                    lambda x, _need, sub=sub: _objective(sub, x),
-                    va,
-                    step_max[sub_genes],
-                    in_domain=_in_domain,
-                    tol=tol,
-                    xtol=xtol,
-                    last_rho=last_rho[sub_genes],
-                    # Each halving may cost an EM step: no more than the gene's budget has
-                    # left (a gene that has stopped is computed on, and its result dropped).
-                    backtracks=np.clip(
-                        max_iter - n_iter[sub_genes] - 3, 0, convergence.SQUAREM_BACKTRACKS
-                    ),
-                    guard=functools.partial(
-                        _guard_rows,
-                        rows=np.flatnonzero(live),
-                        genes=sub_genes,
-                        iteration=iteration,
-                    ),
-                )
-                v_new, ll_new, used, done, new_step_max, rho, new_bound = cycle
-                new_step = last_step[sub_genes]
-            else:
-                v_new, ll_new, done, new_step, rho, new_bound = convergence.plain_step_batch(
-                    lambda x, _need, sub=sub: _em_map(sub, x),
-                    lambda x, _need, sub=sub: _loglik_only(sub, *_unpack(x)),
-                    va,
-                    tol=tol,
-                    xtol=xtol,
-                    last_step=last_step[sub_genes],
-                    last_rho=last_rho[sub_genes],
-                )
-                used = np.ones(sub_genes.size, dtype=np.int64)
-                new_step_max = step_max[sub_genes]
-            genes = sub_genes[live]
-            convergence.guard_batch(
-                lla[live],
-                ll_new[live],
-                iteration=iteration,
-                labels=genes,
-                message=_GUARD_MESSAGE,
+    genes = None  # the _LiveGenes of the run, on its own points array
+
+    def vet_stop(state, rows, done, bound):
+        if xtol is not None or not done.any():
+            return done, bound
+        # The rule's rate estimate can be far too fast on a flat ridge: Newton vetoes,
+        # and a vetoed gene goes to the polish now.
+        stopped = rows[done]
+        far, distance, rise = _second_order(_subset(d, stopped), state.points[stopped], tol)
+        rising[stopped[~far]] = rise[~far]
+        if far.any():
+            which = np.flatnonzero(done)[far]
+            done, bound = done.copy(), bound.copy()
+            done[which], bound[which] = False, distance[far]
+            next_polish[stopped[far]] = state.n_iter[stopped[far]]
+        return done, bound
+
+    def between(state):
+        nonlocal genes, start_terms
+        if genes is None:
+            genes = _LiveGenes(d, state.points)
+        slow = state.active & (state.n_iter >= next_polish) if polish else None
+        if polish and slow.any():
+            cand = np.flatnonzero(slow)
+            v_p, ll_p, steps, certified, p_bound, moves = _polish(
+                d if cand.size == g else _subset(d, cand),
+                state.points[cand],
+                state.loglik[cand],
+                tol,
+                np.minimum(_NEWTON_STEPS, max_iter - state.n_iter[cand]),
+                terms=start_terms,
             )
-            n_iter[genes] += used[live]
-            done = done[live]
-            v[genes], ll[genes], step_max[genes] = v_new[live], ll_new[live], new_step_max[live]
-            last_rho[genes], last_step[genes], bound[genes] = (
-                rho[live],
-                new_step[live],
-                new_bound[live],
-            )
-            if xtol is None and done.any():
-                # The rule's rate estimate can be far too fast on a flat ridge: Newton
-                # vetoes, and a vetoed gene goes to the polish now.
-                check = np.flatnonzero(live)[done]
-                far, distance, rise = _second_order(_subset(sub, check), v_new[check], tol)
-                stopped = genes[done]
-                rising[stopped[~far]] = rise[~far]
-                if far.any():
-                    vetoed = stopped[far]
-                    done[np.flatnonzero(done)[far]] = False
-                    bound[vetoed] = distance[far]
-                    next_polish[vetoed] = n_iter[vetoed]
-            record_genes.append(genes)
-            record_values.append(ll_new[live])
-            if record and live[0]:
-                path.append(v_new[0].copy())
-            converged[genes[done]] = True
-            live[live] = ~done & (n_iter[genes] < max_iter)
-        if polish:
-            slow = live & (n_iter[sub_genes] >= next_polish[sub_genes])
-            if slow.any():
-                cand = sub_genes[slow]
-                v_p, ll_p, steps, certified, p_bound, moves = _polish(
-                    d if cand.size == d.n_genes else _subset(d, cand),
-                    v[cand],
-                    ll[cand],
-                    tol,
-                    np.minimum(_NEWTON_STEPS, max_iter - n_iter[cand]),
-                    terms=start_terms if iteration == 1 else None,
-                )
-                for moved, value, point in moves:
-                    record_genes.append(cand[moved])
-                    record_values.append(value)
-                    if record:
-                        path.append(point[0].copy())
-                v[cand], ll[cand] = v_p, ll_p
-                n_iter[cand] += steps
-                converged[cand[certified]] = True
-                bound[cand[certified]] = p_bound[certified]
-                next_polish[cand] = np.maximum(4 * next_polish[cand], 4)
-                live[slow] = ~certified & (n_iter[cand] < max_iter)
+            for moved, value, point in moves:
+                for gene, value_g in zip(cand[moved], value, strict=True):
+                    state.loglik_history[gene].append(value_g)
+                if record:
+                    path.append(point[0].copy())
+            state.points[cand], state.loglik[cand] = v_p, ll_p
+            state.n_iter[cand] += steps
+            state.converged[cand[certified]] = True
+            state.error_bound[cand[certified]] = p_bound[certified]
+            next_polish[cand] = np.maximum(4 * next_polish[cand], 4)
+            state.active[cand] = ~certified & (state.n_iter[cand] < max_iter)
+        start_terms = None  # the start's terms serve the first polish only
         if progress is not None:
-            progress(g - int(live.sum()))
-        if not live.any():
-            break
-        if live.sum() <= 0.75 * live.size:
-            sub_genes = sub_genes[live]
-            sub = _subset(d, sub_genes)
-            live = np.ones(sub_genes.size, dtype=bool)
-    genes = np.concatenate(record_genes)
-    values = np.concatenate(record_values)
-    order = np.argsort(genes, kind="stable")
-    history = np.split(values[order], np.cumsum(np.bincount(genes, minlength=g))[:-1])
-    return v, ll, n_iter, converged, history, bound, path, rising
+            progress(g - int(state.active.sum()))
+        genes.keep(state.active)
+
+    def on_step(rows, points):
+        if record and rows.size and rows[0] == 0:
+            path.append(points[0].copy())
+
+    run = em.run_batch(
+        lambda rows, x: genes.em_map(rows, x),
+        lambda rows, x: genes.objective(rows, x),
+        _in_domain,
+        v,
+        tol=tol,
+        max_iter=max_iter,
+        accelerate=accelerate,
+        xtol=xtol,
+        message=_GUARD_MESSAGE,
+        labels=np.arange(g),
+        loglik=ll,
+        vet_stop=vet_stop,
+        between=between,
+        on_step=on_step if record else None,
+    )
+    return (
+        run.points,
+        run.loglik,
+        run.n_iter,
+        run.converged,
+        run.loglik_history,
+        run.error_bound,
+        path,
+        rising,
+    )
 
 
 #: A free Hessian block whose largest eigenvalue exceeds this times its largest absolute

@@ -401,6 +401,58 @@ def test_run_fits_its_starts_together_each_as_if_it_were_alone(accelerate, max_i
         assert len({fit.n_iter for fit in together}) > 1  # the starts do stop apart
 
 
+def test_run_batch_hooks_veto_a_stop_and_move_fits_between_steps():
+    """run_batch's hooks, as zinb uses them: ``vet_stop`` vetoes fit 0's first stop (it
+    takes more steps than alone, and ends at the same maximum), and ``between`` moves
+    fit 2 to the maximum of fit 1's run after its first step and stops it there."""
+    batch_map, batch_objective, batch_domain = moth_batch()
+
+    def em_map(rows, v):
+        return batch_map(v)
+
+    def objective(rows, v):
+        return batch_objective(v)
+
+    options = {"tol": 1e-10, "accelerate": "squarem"}
+    alone = em.run_batch(em_map, objective, batch_domain, MOTH_STARTS, **options)
+    vetoed, calls = [], []
+
+    def vet_stop(state, rows, done, bound):
+        if 0 in rows[done] and not vetoed:
+            vetoed.append(int(state.n_iter[0]))
+            done = done & (rows != 0)
+        return done, bound
+
+    def between(state):
+        calls.append(state.n_iter.copy())
+        if len(calls) == 2:  # after the first step
+            state.points[2], state.loglik[2] = alone.points[1], alone.loglik[1]
+            state.loglik_history[2].append(alone.loglik[1])
+            state.n_iter[2] += 1
+            state.converged[2], state.error_bound[2], state.active[2] = True, 0.0, False
+
+    run = em.run_batch(
+        em_map,
+        objective,
+        batch_domain,
+        MOTH_STARTS,
+        vet_stop=vet_stop,
+        between=between,
+        **options,
+    )
+    assert vetoed == [alone.n_iter[0]]
+    assert run.n_iter[0] > alone.n_iter[0] and run.converged[0]
+    np.testing.assert_allclose(run.points[0], alone.points[0], atol=1e-8)
+    assert np.all(calls[0] == 0) and len(calls) >= 3  # before the first step, then after each
+    assert run.n_iter[2] == calls[1][2] + 1 and not run.active.any()
+    np.testing.assert_array_equal(run.points[2], alone.points[1])
+    assert run.loglik_history[2][-1] == alone.loglik[1]
+    for i in (1, 3):  # the others as alone
+        np.testing.assert_array_equal(run.loglik_history[i], alone.loglik_history[i])
+    for history in run.loglik_history:
+        convergence.check_monotone(history)
+
+
 def test_run_batch_names_the_fit_whose_likelihood_fell():
     def em_map(rows, v):  # fit 1 moves away from the maximum of ℓ = −|v|²
         return np.where(rows[:, None] == 1, 1.1 * v, 0.5 * v), -np.sum(v * v, axis=1)
