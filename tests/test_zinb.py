@@ -536,6 +536,24 @@ def test_bad_resp_is_rejected():
         zinb.m_step(GOOD, [0.5, 0.5, 0.5, 0, 0, 0, 0, 0])
 
 
+@pytest.mark.parametrize("max_iter", [25, 31])
+def test_genes_cut_short_by_max_iter_take_the_path_they_take_alone(max_iter):
+    """Each gene's budget is its own: a gene with evaluations left keeps cycling while
+    another, short of its budget, takes plain steps (fails if one gene's budget decides
+    the step of all, as zinb's own matrix loop did for these genes at these cuts)."""
+    rng = np.random.default_rng(0)
+    g, n = 30, 800
+    mu, theta, pi = rng.uniform(0.05, 3, g), rng.uniform(0.1, 10, g), rng.uniform(0, 0.9, g)
+    dropout = rng.random((n, g)) < pi
+    y = np.where(dropout, 0, rng.negative_binomial(theta, theta / (theta + mu), (n, g)))
+    matrix = quietly(zinb.fit, y, max_iter=max_iter)
+    assert len(set(matrix.n_iter.tolist())) > 2
+    for j in range(g):
+        single = quietly(zinb.fit, y[:, j], max_iter=max_iter)
+        assert (single.n_iter, single.converged) == (matrix.n_iter[j], matrix.converged[j])
+        np.testing.assert_array_equal(single.loglik_history, matrix.loglik_history[j])
+
+
 def test_too_few_iterations_warn_per_gene(counts):
     with pytest.warns(emlib.ConvergenceWarning, match=r"genes stopped after max_iter=3"):
         result = zinb.fit(counts, max_iter=3)
