@@ -367,9 +367,8 @@ def squarem_cycle_batch(
     if guard is not None:
         guard(ll0, ll1)
     used = np.full(v.shape[0], 2)
-    rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(s1, s2))
-    bound = stopping.aitken_bound(s2, rate)
-    small1, small2, bound = _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol)
+    _, rho, bound, converged = stopping.apply_rule(s1, s2, last_rho, tol)
+    small1, small2, bound = _cycle_stops(v, v1, v2, s1, converged, bound, xtol)
     small = small1 | small2
     r = v1 - v
     w = v2 - v1 - r
@@ -450,9 +449,7 @@ def plain_step_batch(
     v_new, _ = em_map(v, every)
     ll_new = objective(v_new, every)
     step = stopping.step_sizes(v, v_new, scale)
-    rate, rho = stopping.slowest_rate(last_rho, stopping.rate_estimate(last_step, step))
-    bound = stopping.aitken_bound(step, rate)
-    done = stopping.is_converged(step, rate, tol)
+    _, rho, bound, done = stopping.apply_rule(last_step, step, last_rho, tol)
     if xtol is not None:
         by_x = ~done & (np.linalg.norm(v_new - v, axis=1) <= xtol)
         bound = np.where(by_x, np.nan, bound)
@@ -460,7 +457,7 @@ def plain_step_batch(
     return v_new, ll_new, done, step, rho, bound
 
 
-def _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol):
+def _cycle_stops(v, v1, v2, s1, converged, bound, xtol):
     """Which fits of a SQUAREM cycle stop at ``v1`` and which at ``v2``, and their bounds.
 
     At ``v1`` where the first step is at rounding level (bound 0) or, with ``xtol``, at most
@@ -468,7 +465,7 @@ def _cycle_stops(v, v1, v2, s1, s2, rate, bound, tol, xtol):
     step is at most ``xtol`` long. A stop by ``xtol`` alone has no Aitken bound (NaN).
     """
     small1 = s1 <= stopping.ROUNDING_STEP
-    small2 = ~small1 & stopping.is_converged(s2, rate, tol)
+    small2 = ~small1 & converged
     bound = np.where(small1, 0.0, bound)
     if xtol is not None:
         by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)

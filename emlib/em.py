@@ -538,56 +538,58 @@ def run_batch(
         for group, squarem in groups:
             if group.size == 0:
                 continue
+            # Every fit at once (one fit, say): slices, views instead of copies.
+            at = slice(None) if group.size == n else group
             guard = functools.partial(
                 convergence.guard_batch,
-                labels=None if labels is None else labels[group],
+                labels=None if labels is None else labels[at],
                 iteration=iteration,
                 message=message,
             )
             calls = _subset_calls(em_map, objective, group)
-            sc = scale[group] if per_fit_scale else scale
+            sc = scale[at] if per_fit_scale else scale
             if squarem:
-                v_new, ll_new, used, done, step_max[group], last_rho[group], bound[group] = (
+                v_new, ll_new, used, done, step_max[at], last_rho[at], bound[at] = (
                     convergence.squarem_cycle_batch(
                         *calls,
-                        v[group],
-                        step_max[group],
+                        v[at],
+                        step_max[at],
                         in_domain=in_domain,
                         tol=tol,
                         xtol=xtol,
-                        last_rho=last_rho[group],
+                        last_rho=last_rho[at],
                         # Each halving may cost an EM step: no more than the budget has left.
                         backtracks=np.minimum(
-                            convergence.SQUAREM_BACKTRACKS, max_iter - n_iter[group] - 3
+                            convergence.SQUAREM_BACKTRACKS, max_iter - n_iter[at] - 3
                         ),
                         scale=sc,
                         guard=guard,
                     )
                 )
             else:
-                v_new, ll_new, done, last_step[group], last_rho[group], bound[group] = (
+                v_new, ll_new, done, last_step[at], last_rho[at], bound[at] = (
                     convergence.plain_step_batch(
                         *calls,
-                        v[group],
+                        v[at],
                         tol=tol,
                         xtol=xtol,
-                        last_step=last_step[group],
-                        last_rho=last_rho[group],
+                        last_step=last_step[at],
+                        last_rho=last_rho[at],
                         scale=sc,
                     )
                 )
                 used = 1
-            guard(ll[group], ll_new)
-            v[group], ll[group] = v_new, ll_new
-            n_iter[group] += used
+            guard(ll[at], ll_new)
+            v[at], ll[at] = v_new, ll_new
+            n_iter[at] += used
             if vet_stop is not None:
-                done, bound[group] = vet_stop(state, group, done, bound[group])
-            converged[group] = done
-            for i, value in zip(group, ll_new, strict=True):
+                done, bound[at] = vet_stop(state, group, done, bound[at])
+            converged[at] = done
+            for i, value in zip(group.tolist(), ll_new.tolist(), strict=True):
                 history[i].append(value)
             if on_step is not None:
                 on_step(group, v_new)
-            active[group] = ~done & (n_iter[group] < max_iter)
+            active[at] = ~done & (n_iter[at] < max_iter)
         if between is not None:
             between(state)
     state.loglik_history = [np.asarray(h) for h in history]

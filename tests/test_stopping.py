@@ -370,3 +370,21 @@ def test_a_constant_added_to_loglik_does_not_change_the_iterations(accelerate):
     other = run(shifted, prepared, start, accelerate=accelerate)
     assert other.n_iter == base.n_iter
     assert other.loglik == pytest.approx(base.loglik + 12_345.0, rel=1e-14)
+
+
+def test_apply_rule_on_one_fit_is_its_row_of_a_batch():
+    """A batch of one takes apply_rule's float path: the same rule, bit for bit, as that
+    fit's row of a batch (finite, zero, infinite steps and unseen rates included)."""
+    rng = np.random.default_rng(4)
+    n = 400
+    last = rng.choice([0.0, 1e-14, 1e-3, 1.0], n) * rng.random(n)
+    last[::23] = np.inf
+    step = np.where(np.isinf(last), 0.5, last) * rng.choice([0.0, 0.3, 0.99, 1.5], n)
+    step[::37] = np.inf
+    seen = np.where(rng.random(n) < 0.3, np.inf, rng.random(n))
+    batch = stopping.apply_rule(last, step, seen, 1e-8)
+    for i in range(n):
+        alone = stopping.apply_rule(last[i : i + 1], step[i : i + 1], seen[i : i + 1], 1e-8)
+        for whole, part in zip(batch, alone, strict=True):
+            assert part.shape == (1,)
+            assert np.array_equal(whole[i], part[0], equal_nan=True)
