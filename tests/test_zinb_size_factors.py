@@ -16,7 +16,7 @@ from scipy.special import expit, logit
 from statsmodels.discrete.count_model import ZeroInflatedNegativeBinomialP
 
 import emlib
-from emlib import zinb
+from emlib import _zinb_scaled, zinb
 
 from .test_zinb import direct_fit, ref_loglik, simulate
 
@@ -264,7 +264,7 @@ def test_huge_means_with_zeros_keep_an_exact_loglik():
 def _factors_one_per_bin(n, seed=12):
     """Size factors with six distinct values, each in a bin of its own (log s equally
     spaced over the range, so at bins 0, 12, 25, 38, 51 and 63 of ``_COARSE_BINS``)."""
-    assert zinb._COARSE_BINS == 64
+    assert _zinb_scaled._COARSE_BINS == 64
     values = np.exp(np.linspace(-1.0, 1.0, 6))
     return np.random.default_rng(seed).choice(values, n)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from emlib import convergence, zinb
+from emlib import _zinb_scaled, convergence, zinb
 
 from .test_zinb import ref_loglik, simulate
 from .test_zinb_sparse_genes import _loglik_function, _oracle
@@ -81,13 +81,13 @@ def test_prepared_sparse_data_hold_no_per_zero_array():
 @pytest.mark.parametrize("genes", [None, [0, 2, 3, 6, 9]], ids=["all", "subset"])
 def test_blocks_rebuild_the_dense_layout(genes, monkeypatch):
     """Each block's positives and zeros' factors are the dense layout's, bit for bit."""
-    monkeypatch.setattr(zinb, "_BLOCK_ENTRIES", 3 * N)  # blocks of 3 genes
+    monkeypatch.setattr(_zinb_scaled, "_BLOCK_ENTRIES", 3 * N)  # blocks of 3 genes
     y, s = _matrix()
     dense = zinb._prepare(y, s, empty_genes=True)
     sparse = zinb._prepare(scipy.sparse.coo_matrix(y), s, empty_genes=True)
     if genes is not None:
         dense, sparse = (zinb._subset(d, np.array(genes)) for d in (dense, sparse))
-    pairs = list(zip(zinb._blocks(dense), zinb._blocks(sparse), strict=True))
+    pairs = list(zip(_zinb_scaled._blocks(dense), _zinb_scaled._blocks(sparse), strict=True))
     assert len(pairs) > 1
     for (rows_d, bd), (rows_s, bs) in pairs:
         assert rows_d == rows_s
@@ -119,7 +119,7 @@ def test_sparse_fit_is_the_dense_fit(fmt):
 
 def test_sparse_fit_in_small_blocks_is_the_dense_fit(monkeypatch):
     """Blocks of two genes: the live-gene cuts and the polish take non-consecutive genes."""
-    monkeypatch.setattr(zinb, "_BLOCK_ENTRIES", 2 * N)
+    monkeypatch.setattr(_zinb_scaled, "_BLOCK_ENTRIES", 2 * N)
     y, s = _matrix()
     dense, fit = _fit(y, s), _fit(scipy.sparse.csc_matrix(y), s)
     np.testing.assert_array_equal(fit.status, dense.status)
