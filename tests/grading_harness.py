@@ -7,6 +7,8 @@ for each variant, it redefines the replaced answers in that kernel, judges every
 :func:`autograder.judge.judge` exactly as a graded submission is judged, scores with the
 grader's own :func:`autograder.grade._score`, and puts the correct answers back. One kernel
 per chapter instead of one per variant; the same judge, sandbox and scoring as grading.
+A variant may be judged only up to a given test cell (``until``): the tests after it, which
+a wrong answer upstream can make run to their time limit, are then not judged at all.
 """
 
 from __future__ import annotations
@@ -35,23 +37,41 @@ def solution_notebook(assignment: str) -> tuple[str, nbformat.NotebookNode]:
     return paths[0].name, nbformat.read(paths[0], as_version=4)
 
 
-def grade_many(jobs: dict[str, dict[str, dict[str, str]]], workers: int = 2) -> dict:
+def grade_many(
+    jobs: dict[str, dict[str, dict[str, str]]], workers: int = 2, until: dict | None = None
+) -> dict:
     """:func:`grade_variants` for several assignments at once, in worker processes.
 
-    ``jobs`` maps an assignment to its variants; returns ``{assignment: scores}``.
+    ``jobs`` maps an assignment to its variants, ``until`` (optional) an assignment to its
+    variants' last judged test cells; returns ``{assignment: scores}``.
     """
+    until = until or {}
     ctx = get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-        futures = {a: pool.submit(grade_variants, a, v) for a, v in jobs.items()}
+        futures = {a: pool.submit(grade_variants, a, v, until.get(a)) for a, v in jobs.items()}
         return {a: f.result() for a, f in futures.items()}
 
 
-def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict:
+def _judged_part(notebook, last: str | None):
+    """``notebook`` up to and including the test cell ``last`` (all of it if None)."""
+    if last is None:
+        return notebook
+    ids = [cells.grade_id(c) if cells.is_test(c) else None for c in notebook.cells]
+    part = nbformat.from_dict(notebook)
+    part.cells = notebook.cells[: ids.index(last) + 1]
+    return part
+
+
+def grade_variants(
+    assignment: str, variants: dict[str, dict[str, str]], until: dict | None = None
+) -> dict:
     """Scores of the solution (``"correct"``), the unfilled release and each variant.
 
-    ``variants`` maps a name to ``{answer grade_id: new source}``. Returns
-    ``{name: {grade_id: (score, max_score)}}``.
+    ``variants`` maps a name to ``{answer grade_id: new source}``; ``until`` (optional) a
+    name to the last test cell to judge (its later tests are left out of its scores).
+    Returns ``{name: {grade_id: (score, max_score)}}``.
     """
+    until = until or {}
     from autograder import grade, judge
     from autograder.execute import GradingSession
     from autograder.records import Settings
@@ -69,8 +89,9 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
     key = bytes.fromhex(settings.seed_key)
 
     def scores(caller, label):
+        judged = _judged_part(solution, until.get(label))
         outcomes = judge.judge(
-            solution,
+            judged,
             caller,
             base=sc["namespace"][name],
             seed_of=lambda gid: judge.cell_seed(key, label, assignment, gid),
@@ -78,7 +99,8 @@ def grade_variants(assignment: str, variants: dict[str, dict[str, str]]) -> dict
         )
         grades = grade._zero_grades(sc)[name]
         grade._score(grades, outcomes, solution, release, set())
-        return {gid: (g["score"], g["max_score"]) for gid, g in grades.items()}
+        tests = {cells.grade_id(c) for c in judged.cells if cells.is_test(c)}
+        return {gid: (g["score"], g["max_score"]) for gid, g in grades.items() if gid in tests}
 
     def then(session):
         caller = judge.Caller(session, call_timeout=CALL_TIMEOUT)

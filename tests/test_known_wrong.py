@@ -2,7 +2,9 @@
 
 Each wrong answer is graded by the grader's own judge (tests/grading_harness.py): the
 solution typed into the released notebook runs in a sandboxed grading kernel, that answer is
-replaced by the wrong one, and every test is judged as in a graded submission.
+replaced by the wrong one, and the tests are judged as in a graded submission, up to the
+last of those it must lose (the later ones, which a wrong answer upstream can send to their
+time limit, prove nothing about it).
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ def all_graded():
         a: {f"wrong{i}": {w["answer"]: w["source"]} for i, w in enumerate(_wrong_answers(a))}
         for a in assignments()
     }
-    return grade_many(jobs)
+    until = {}
+    for a in assignments():
+        order = [cells.grade_id(c) for c in solution_notebook(a)[1].cells if cells.is_test(c)]
+        until[a] = {
+            f"wrong{i}": max(w["loses"], key=order.index) for i, w in enumerate(_wrong_answers(a))
+        }
+    return grade_many(jobs, until=until)
 
 
 @pytest.fixture(params=assignments())
