@@ -133,18 +133,7 @@ class _SparseCounts:
             big_gene, big_value = np.concatenate(big_gene), np.concatenate(big_value)
             positive += np.bincount(big_gene, minlength=g)
         table[:, 0] = n - positive
-        t_gene, t_value = np.nonzero(table)
-        t_freq = table[t_gene, t_value]
-        if len(big_gene):
-            pairs, big_freq = np.unique(
-                np.column_stack([big_gene, big_value]), axis=0, return_counts=True
-            )
-            t_gene = np.concatenate([t_gene, pairs[:, 0]])
-            t_value = np.concatenate([t_value, pairs[:, 1]])
-            t_freq = np.concatenate([t_freq, big_freq])
-            order = np.lexsort((t_value, t_gene))
-            t_gene, t_value, t_freq = t_gene[order], t_value[order], t_freq[order]
-        return t_gene.astype(np.intp), t_value.astype(float), t_freq.astype(float)
+        return _table_entries(table, big_gene, big_value)
 
     def positives_by_gene(self):
         """Each gene's positive counts and their cells (int32), in cell order; their numbers.
@@ -259,12 +248,18 @@ def _tables(counts: np.ndarray):
         big_gene.append(c)
         big_value.append(block[r, c].astype(np.int64))
     table = table.reshape(g, width)[:, :-1]
+    return _table_entries(table, np.concatenate(big_gene), np.concatenate(big_value))
+
+
+def _table_entries(table: np.ndarray, big_gene, big_value):
+    """The (gene, value, frequency) entries of a genes × small values table of counts,
+    with the large values (``big_gene``, ``big_value``: one entry per count) added,
+    sorted by gene then value."""
     gene, value = np.nonzero(table)
     freq = table[gene, value]
-    big_gene = np.concatenate(big_gene)
-    if big_gene.size:
+    if len(big_gene):
         pairs, big_freq = np.unique(
-            np.column_stack([big_gene, np.concatenate(big_value)]), axis=0, return_counts=True
+            np.column_stack([big_gene, big_value]), axis=0, return_counts=True
         )
         gene = np.concatenate([gene, pairs[:, 0]])
         value = np.concatenate([value, pairs[:, 1]])

@@ -23,6 +23,7 @@ from scipy import optimize
 from scipy.special import expit, gammaln
 
 from emlib import convergence, zinb
+from emlib._zinb_counts import _TABLE_WIDTH, _SparseCounts, _tables
 
 N_CELLS = 20_000
 #: The bound on n_iter (EM-map evaluations plus Newton steps) for these genes.
@@ -292,3 +293,22 @@ def test_no_maximum_found_is_not_converged(monkeypatch):
         fit = zinb.fit(scipy.sparse.csc_matrix(y[:, None]), size_factors=s)
     assert fit.status[0] == zinb.STATUS_NOT_A_MAXIMUM
     assert not fit.converged[0]
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr", "csc"])
+def test_frequency_tables_are_each_columns_distinct_counts(layout):
+    """Every gene's table of (count, frequency), zeros and counts far beyond the bincount
+    width (_TABLE_WIDTH) included, is numpy's np.unique of its column."""
+    rng = np.random.default_rng(1)
+    y = rng.negative_binomial(0.5, 0.005, (500, 7))
+    y[rng.random(y.shape) < 0.5] = 0
+    y[:, 3] = 0  # a gene of zeros only
+    assert np.mean(y >= _TABLE_WIDTH) > 0.1
+    if layout == "dense":
+        gene, value, freq = _tables(y)
+    else:
+        gene, value, freq = _SparseCounts.of(getattr(scipy.sparse, f"{layout}_matrix")(y)).tables()
+    for j in range(y.shape[1]):
+        want_value, want_freq = np.unique(y[:, j], return_counts=True)
+        np.testing.assert_array_equal(value[gene == j], want_value)
+        np.testing.assert_array_equal(freq[gene == j], want_freq)
