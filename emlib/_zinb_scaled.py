@@ -718,6 +718,7 @@ def _coarse(d: _Scaled) -> _Scaled:
     def bin_of(values):
         return np.minimum(((values - low) * scale).astype(np.intp), bins - 1)
 
+    cell_bin = bin_of(log_s)
     pos_w, y_sum, y2_sum, s_sum = (np.empty((g, bins)) for _ in range(4))
     for a, b in _gene_chunks(d.pos_start, _CHUNK_ENTRIES // 4):  # small temporaries
         p0, p1 = d.pos_start[a], d.pos_start[b]
@@ -730,13 +731,12 @@ def _coarse(d: _Scaled) -> _Scaled:
             at = np.repeat(shift, count) + np.arange(p1 - p0)
             cells = d.sparse.cell[at]
             y, s = d.sparse.y[at].astype(float), d.s[cells]
-            where = bin_of(log_s)[cells]
+            where = cell_bin[cells]
         key = np.repeat(np.arange(b - a) * bins, count) + where
         for out, weights in ((pos_w, None), (y_sum, y), (y2_sum, y * y), (s_sum, s)):
             out[a:b] = np.bincount(key, weights=weights, minlength=(b - a) * bins).reshape(
                 b - a, bins
             )
-    cell_bin = bin_of(log_s)
     zero_w = np.bincount(cell_bin, minlength=bins) - pos_w
     # The zeros' factors: those of all the bin's cells less the positives' (sums of
     # positive numbers, so no cancellation that matters for a start).

@@ -232,10 +232,18 @@ def is_converged(step, rho, tol: float = DEFAULT_TOL):
     bool or ndarray of bool
     """
     if isinstance(step, float) and isinstance(rho, float):
-        return step <= ROUNDING_STEP or aitken_bound(step, rho) <= tol
+        return _stops(step, aitken_bound(step, rho), tol)
     step = np.asarray(step, dtype=float)
-    out = (step <= ROUNDING_STEP) | (np.asarray(aitken_bound(step, rho)) <= tol)
+    out = _stops(step, np.asarray(aitken_bound(step, rho)), tol)
     return bool(out) if out.ndim == 0 else out
+
+
+def _stops(step, bound, tol: float):
+    """Where a fit stops, given its last step and Aitken's bound: a rounding-level step,
+    or a bound at most ``tol`` (floats, or arrays of one shape)."""
+    if isinstance(bound, float):
+        return step <= ROUNDING_STEP or bound <= tol
+    return (step <= ROUNDING_STEP) | (bound <= tol)
 
 
 def apply_rule(last_step, step, seen, tol: float = DEFAULT_TOL):
@@ -267,9 +275,7 @@ def apply_rule(last_step, step, seen, tol: float = DEFAULT_TOL):
         return tuple(np.array([x]) for x in one)
     rate, seen = slowest_rate(seen, rate_estimate(last_step, step))
     bound = aitken_bound(step, rate)
-    if isinstance(bound, float):
-        return rate, seen, bound, step <= ROUNDING_STEP or bound <= tol
-    return rate, seen, bound, (step <= ROUNDING_STEP) | (bound <= tol)
+    return rate, seen, bound, _stops(step, bound, tol)
 
 
 def distance_bound(theta0, theta1, theta2, scale=1.0) -> float:
