@@ -57,9 +57,7 @@ def _judged_part(notebook, last: str | None):
     if last is None:
         return notebook
     ids = [cells.grade_id(c) if cells.is_test(c) else None for c in notebook.cells]
-    part = nbformat.from_dict(notebook)
-    part.cells = notebook.cells[: ids.index(last) + 1]
-    return part
+    return nbformat.NotebookNode({**notebook, "cells": notebook.cells[: ids.index(last) + 1]})
 
 
 def grade_variants(

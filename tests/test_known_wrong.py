@@ -34,16 +34,12 @@ def _wrong_answers(assignment: str) -> list[dict]:
 @pytest.fixture(scope="session")
 def all_graded():
     """Every chapter's solution, unfilled release and wrong answers, graded once."""
-    jobs = {
-        a: {f"wrong{i}": {w["answer"]: w["source"]} for i, w in enumerate(_wrong_answers(a))}
-        for a in assignments()
-    }
-    until = {}
+    jobs, until = {}, {}
     for a in assignments():
+        wrong = _wrong_answers(a)
         order = [cells.grade_id(c) for c in solution_notebook(a)[1].cells if cells.is_test(c)]
-        until[a] = {
-            f"wrong{i}": max(w["loses"], key=order.index) for i, w in enumerate(_wrong_answers(a))
-        }
+        jobs[a] = {f"wrong{i}": {w["answer"]: w["source"]} for i, w in enumerate(wrong)}
+        until[a] = {f"wrong{i}": max(w["loses"], key=order.index) for i, w in enumerate(wrong)}
     return grade_many(jobs, until=until)
 
 
