@@ -19,12 +19,13 @@ Every EM fit in :mod:`emlib` runs through :func:`emlib.em.run`, which uses the p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from emlib import _warnings, stopping
+from emlib import _per_fit, _warnings, stopping
 
 #: A decrease of the log-likelihood smaller than this, relative to its size, is taken as
 #: rounding error in the sum over observations rather than as a real decrease.
@@ -54,6 +55,8 @@ def decrease_tolerance(loglik, rtol: float = MONOTONE_RTOL):
     :math:`\\text{rtol} \\cdot \\max(|\\ell|, 1)`: relative to the size of ℓ, a sum over
     observations whose rounding grows with it, floored at 1 for ℓ near zero.
     """
+    if isinstance(loglik, float):  # one fit: the same arithmetic on a number
+        return rtol * max(abs(loglik), 1.0)
     return rtol * np.maximum(np.abs(loglik), 1.0)
 
 
@@ -77,7 +80,7 @@ def check_monotone(history, *, rtol: float = MONOTONE_RTOL) -> None:
     """
     h = np.asarray(history, dtype=float)
     for t in range(1, h.size):
-        _guard(h[t - 1], h[t], t, rtol)
+        guard_batch(h[t - 1], h[t], iteration=t, rtol=rtol)
 
 
 #: The guard's default messages (fields: ``of``, naming the fit or empty, ``iteration``,
@@ -135,6 +138,10 @@ def guard_batch(old, new, *, iteration: int, labels=None, message=None, rtol=MON
     ...
     emlib.convergence.MonotonicityError: the log-likelihood of fit 8 decreased at iteration 3, ...
     """
+    # One fit's finite rise passes whatever the tolerance: one comparison, where numpy on
+    # numbers costs microseconds, in the common case of every iteration.
+    if isinstance(new, float) and old <= new < math.inf:
+        return
     bad = _fails_guard(old, new, rtol)
     if not bad.any():
         return
@@ -159,15 +166,6 @@ def guard_batch(old, new, *, iteration: int, labels=None, message=None, rtol=MON
 def _fails_guard(old, new, rtol: float):
     """Where the guard fails: ``new`` not finite, or below ``old`` by more than rounding."""
     return ~np.isfinite(new) | (new < old - decrease_tolerance(old, rtol))
-
-
-def _guard(old: float, new: float, iteration: int, rtol: float = MONOTONE_RTOL) -> None:
-    """The guard on one fit (the driver's): :func:`guard_batch` with a batch of one."""
-    # A finite rise passes whatever the tolerance: one comparison, not the ~2 µs of numpy
-    # on scalars, in the common case of every iteration.
-    if old <= new < np.inf:
-        return
-    guard_batch(old, new, iteration=iteration, rtol=rtol)
 
 
 #: Most halvings of the SQUAREM step length per cycle in the drivers (see
@@ -280,7 +278,12 @@ def squarem_cycle_batch(
     and the stopping rule of :mod:`emlib.stopping` on its two plain EM steps.
 
     This is the drivers' one rule: :func:`emlib.em.fit` runs a single fit as a batch of
-    one, :func:`emlib.zinb.fit` every gene of a matrix at once.
+    one, :func:`emlib.zinb.fit` every gene of a matrix at once. A batch of one may be given
+    as a vector ``v`` of shape ``(d,)``: then every per-fit value (``step_max``,
+    ``last_rho``, ``backtracks``, ℓ, the masks ``need``, what ``em_map``, ``objective``,
+    ``in_domain`` and ``guard`` take and give, and the results) is a number, not an array
+    of one (:mod:`emlib._per_fit`: the same arithmetic, to the last bit, without numpy's
+    cost per call).
 
     As :func:`squarem_step`, row by row: two EM steps :math:`v_1 = M(v)`,
     :math:`v_2 = M(v_1)`, then with :math:`r = v_1 - v` and :math:`w = v_2 - 2v_1 + v`
@@ -326,7 +329,7 @@ def squarem_cycle_batch(
     objective : callable
         ``objective(v, need) -> ℓ(v)``, shape (n_fits,), ``-inf`` for a row outside the
         domain; rows where ``need`` is False may hold anything.
-    v : ndarray of shape (n_fits, d)
+    v : ndarray of shape (n_fits, d), or (d,) for one fit
         The current points.
     step_max : ndarray of shape (n_fits,)
         Each fit's bound on α, carried from cycle to cycle (start at 1).
@@ -359,65 +362,70 @@ def squarem_cycle_batch(
         bounds on the distance left (0 for a rounding-level step, NaN where ``xtol``
         stopped the fit).
     """
-    every = np.ones(v.shape[0], dtype=bool)
+    xp = _per_fit.of(v)
+    every = xp.full(v, True)
     v1, ll0 = em_map(v, every)
-    s1 = stopping.step_sizes(v, v1, scale)
+    s1 = xp.steps(v, v1, scale)
     v2, ll1 = em_map(v1, every)
-    s2 = stopping.step_sizes(v1, v2, scale)
+    s2 = xp.steps(v1, v2, scale)
     if guard is not None:
         guard(ll0, ll1)
-    used = np.full(v.shape[0], 2)
+    used = xp.full(v, 2)
     _, rho, bound, converged = stopping.apply_rule(s1, s2, last_rho, tol)
-    small1, small2, bound = _cycle_stops(v, v1, v2, s1, converged, bound, xtol)
+    small1, small2, bound = _cycle_stops(xp, v, v1, v2, s1, converged, bound, xtol)
     small = small1 | small2
     r = v1 - v
     w = v2 - v1 - r
-    r_scaled, w_scaled = r / scale, w / scale
-    sr2 = np.sum(r_scaled * r_scaled, axis=1)
-    sv2 = np.sum(w_scaled * w_scaled, axis=1)
+    if not (isinstance(scale, float) and scale == 1.0):  # x / 1.0 is x: no division
+        r_scaled, w_scaled = r / scale, w / scale
+    else:
+        r_scaled, w_scaled = r, w
+    sr2 = xp.sum_of_squares(r_scaled)
+    sv2 = xp.sum_of_squares(w_scaled)
     degenerate = (sr2 == 0) | (sv2 == 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.minimum(np.maximum(np.sqrt(sr2 / sv2), 1.0), step_max)
-    alpha = np.where(degenerate, 1.0, alpha)
-    first_alpha = alpha.copy()
-    candidate, value = v2.copy(), np.full(v.shape[0], np.nan)
-    accepted = np.ones(v.shape[0])
-    pending = ~degenerate & ~small & (alpha > 1.0)
+    ratio = xp.ratio(sr2, sv2)
+    alpha = xp.where(degenerate, 1.0, xp.minimum(xp.maximum(xp.sqrt(ratio), 1.0), step_max))
+    first_alpha = alpha
+    candidate, value, accepted = v2, xp.full(v, np.nan), xp.full(v, 1.0)
+    pending = xp.not_(degenerate) & xp.not_(small) & (alpha > 1.0)
     floor = ll0 - decrease_tolerance(ll0)
     limit = np.asarray(backtracks)
-    for attempt in range(int(limit.max()) + 1):
+    for attempt in range((int(limit.max()) if limit.ndim else int(limit)) + 1):
         if attempt and limit.ndim:
             pending &= attempt <= limit
-        if not pending.any():
+        if not xp.any(pending):
             break
-        trial = v + 2 * alpha[:, None] * r + alpha[:, None] ** 2 * w
+        a = xp.col(alpha)
+        trial = v + 2 * a * r + (a * a) * w
         stabilise = pending & in_domain(trial)
-        if stabilise.any():
-            mapped, _ = em_map(np.where(stabilise[:, None], trial, v2), stabilise)
-            trial = np.where(stabilise[:, None], mapped, trial)
+        if xp.any(stabilise):
+            mapped, _ = em_map(xp.rows(stabilise, trial, v2), stabilise)
+            trial = xp.rows(stabilise, mapped, trial)
             used = used + stabilise
-        trial_value = objective(np.where(pending[:, None], trial, v2), pending)
-        ok = pending & np.isfinite(trial_value) & (trial_value >= floor)
-        candidate[ok], value[ok], accepted[ok] = trial[ok], trial_value[ok], alpha[ok]
-        pending &= ~ok
-        alpha = np.where(pending, (alpha + 1.0) / 2.0, alpha)
+        trial_value = objective(xp.rows(pending, trial, v2), pending)
+        ok = pending & xp.isfinite(trial_value) & (trial_value >= floor)
+        candidate = xp.rows(ok, trial, candidate)
+        value = xp.where(ok, trial_value, value)
+        accepted = xp.where(ok, alpha, accepted)
+        pending = pending & xp.not_(ok)
+        alpha = xp.where(pending, (alpha + 1.0) / 2.0, alpha)
     # ℓ(v2) only where the cycle ends at v2 (its rule met, or no extrapolation accepted):
     # a single fit whose extrapolation is accepted needs no E-step of v2.
-    at_v2 = ~small1 & np.isnan(value)
-    if at_v2.any():
+    at_v2 = xp.not_(small1) & xp.isnan(value)
+    if xp.any(at_v2):
         ll2 = objective(v2, at_v2)
         if guard is not None:
             # A row not needed may be left unevaluated (NaN): only its own step is judged.
-            guard(ll1, np.where(~at_v2 & np.isnan(ll2), ll1, ll2))
-        value = np.where(at_v2, ll2, value)
-    grow = (accepted == first_alpha) & (first_alpha == step_max) & ~degenerate
-    shrunk = np.where(accepted < first_alpha, accepted, step_max)
-    step_max = np.where(grow, SquaremState.step_factor * step_max, shrunk)
-    step_max = np.maximum(step_max, 1.0)
+            guard(ll1, xp.where(xp.not_(at_v2) & xp.isnan(ll2), ll1, ll2))
+        value = xp.where(at_v2, ll2, value)
+    grow = (accepted == first_alpha) & (first_alpha == step_max) & xp.not_(degenerate)
+    shrunk = xp.where(accepted < first_alpha, accepted, step_max)
+    step_max = xp.where(grow, SquaremState.step_factor * step_max, shrunk)
+    step_max = xp.maximum(step_max, 1.0)
     # Converged fits stop at their last plain step.
-    candidate = np.where(small1[:, None], v1, np.where(small2[:, None], v2, candidate))
-    value = np.where(small1, ll1, value)
-    used = np.where(small1, 1, used)
+    candidate = xp.rows(small1, v1, xp.rows(small2, v2, candidate))
+    value = xp.where(small1, ll1, value)
+    used = xp.where(small1, 1, used)
     return candidate, value, used, small, step_max, rho, bound
 
 
@@ -434,7 +442,8 @@ def plain_step_batch(
 ):
     """One plain EM step on each of ``n_fits`` fits, and the stopping rule on it.
 
-    The unaccelerated counterpart of :func:`squarem_cycle_batch`, with the same arguments:
+    The unaccelerated counterpart of :func:`squarem_cycle_batch`, with the same arguments
+    (a vector ``v`` is one fit, its per-fit values numbers):
     the rate is :func:`emlib.stopping.slowest_rate` of the ratio of this step to
     ``last_step`` and ``last_rho``; with ``xtol`` a fit whose step is at most ``xtol`` long
     stops too (its bound NaN).
@@ -445,32 +454,35 @@ def plain_step_batch(
         The new points and their ℓ; which fits met the stopping rule; this step's sizes
         (the next call's ``last_step``); the slowest rates seen; Aitken's bounds.
     """
-    every = np.ones(v.shape[0], dtype=bool)
+    xp = _per_fit.of(v)
+    every = xp.full(v, True)
     v_new, _ = em_map(v, every)
     ll_new = objective(v_new, every)
-    step = stopping.step_sizes(v, v_new, scale)
+    step = xp.steps(v, v_new, scale)
     _, rho, bound, done = stopping.apply_rule(last_step, step, last_rho, tol)
     if xtol is not None:
-        by_x = ~done & (np.linalg.norm(v_new - v, axis=1) <= xtol)
-        bound = np.where(by_x, np.nan, bound)
+        by_x = xp.not_(done) & (xp.norm(v_new - v) <= xtol)
+        bound = xp.where(by_x, np.nan, bound)
         done = done | by_x
     return v_new, ll_new, done, step, rho, bound
 
 
-def _cycle_stops(v, v1, v2, s1, converged, bound, xtol):
+def _cycle_stops(xp, v, v1, v2, s1, converged, bound, xtol):
     """Which fits of a SQUAREM cycle stop at ``v1`` and which at ``v2``, and their bounds.
 
     At ``v1`` where the first step is at rounding level (bound 0) or, with ``xtol``, at most
     ``xtol`` long; at ``v2`` where the stopping rule holds after the second step or that
     step is at most ``xtol`` long. A stop by ``xtol`` alone has no Aitken bound (NaN).
+    ``xp`` is the cycle's :mod:`emlib._per_fit` namespace.
     """
     small1 = s1 <= stopping.ROUNDING_STEP
-    small2 = ~small1 & converged
-    bound = np.where(small1, 0.0, bound)
+    small2 = xp.not_(small1) & converged
+    bound = xp.where(small1, 0.0, bound)
     if xtol is not None:
-        by_x1 = ~small1 & ~small2 & (np.linalg.norm(v1 - v, axis=1) <= xtol)
-        by_x2 = ~small1 & ~small2 & ~by_x1 & (np.linalg.norm(v2 - v1, axis=1) <= xtol)
-        bound = np.where(by_x1 | by_x2, np.nan, bound)
+        going = xp.not_(small1) & xp.not_(small2)
+        by_x1 = going & (xp.norm(v1 - v) <= xtol)
+        by_x2 = going & xp.not_(by_x1) & (xp.norm(v2 - v1) <= xtol)
+        bound = xp.where(by_x1 | by_x2, np.nan, bound)
         small1, small2 = small1 | by_x1, small2 | by_x2
     return small1, small2, bound
 

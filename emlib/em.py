@@ -17,6 +17,7 @@ and never lowers the observed-data log-likelihood :math:`\\ell(\\theta) = \\log 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from emlib import _warnings, convergence, stopping
+from emlib import _per_fit, _warnings, convergence, stopping
 from emlib._validation import check_positive_int, check_tol
 
 Params = dict[str, Any]
@@ -461,6 +462,10 @@ def run_batch(
     ``max_iter`` EM-map evaluations. A fit that stops is not evaluated again. Each fit
     takes the path it would take alone (a cycle's backtracking is bounded by that fit's
     budget, not the batch's). :func:`run` fits all starts of a model as one batch.
+    A batch of one (a single start) runs on numbers (:mod:`emlib._per_fit`): its per-fit
+    values are floats and its point a vector, the same arithmetic as its row of a batch,
+    without numpy's cost per call on arrays of one element; the callables and hooks
+    still see arrays.
 
     Parameters
     ----------
@@ -521,16 +526,21 @@ def run_batch(
     state = BatchRun(v, ll, n_iter, converged, bound, history, active)
     if labels is None and n > 1:
         labels = np.arange(n)
+    # A batch of one runs on numbers (emlib._per_fit.ONE): its per-fit values are floats and
+    # its point a vector, indexed by 0; the same arithmetic, without numpy's cost per call.
+    one = n == 1
+    xp = _per_fit.ONE if one else _per_fit.BATCH
+    everyone = np.arange(n)
+    calls_everyone = _subset_calls(em_map, objective, in_domain, everyone, one)
     if between is not None:
         between(state)
     iteration = 0
-    while active.any():
+    while active[0] if one else active.any():
         iteration += 1
-        rows = np.flatnonzero(active)
-        left = max_iter - n_iter[rows]
+        rows = everyone if one else np.flatnonzero(active)
         if accelerate != "squarem":
             groups = ((rows, False),)
-        elif left.min() >= 3:
+        elif (left := max_iter - n_iter[rows]).min() >= 3:
             groups = ((rows, True),)
         else:
             cycling = left >= 3
@@ -539,27 +549,31 @@ def run_batch(
             if group.size == 0:
                 continue
             # Every fit at once (one fit, say): slices, views instead of copies.
-            at = slice(None) if group.size == n else group
+            at = 0 if one else slice(None) if group.size == n else group
             guard = functools.partial(
                 convergence.guard_batch,
-                labels=None if labels is None else labels[at],
+                labels=None if labels is None else labels[group if one else at],
                 iteration=iteration,
                 message=message,
             )
-            calls = _subset_calls(em_map, objective, group)
+            if group.size == n:
+                mapped, value, domain = calls_everyone
+            else:
+                mapped, value, domain = _subset_calls(em_map, objective, in_domain, group, one)
             sc = scale[at] if per_fit_scale else scale
             if squarem:
                 v_new, ll_new, used, done, step_max[at], last_rho[at], bound[at] = (
                     convergence.squarem_cycle_batch(
-                        *calls,
+                        mapped,
+                        value,
                         v[at],
                         step_max[at],
-                        in_domain=in_domain,
+                        in_domain=domain,
                         tol=tol,
                         xtol=xtol,
                         last_rho=last_rho[at],
                         # Each halving may cost an EM step: no more than the budget has left.
-                        backtracks=np.minimum(
+                        backtracks=xp.minimum(
                             convergence.SQUAREM_BACKTRACKS, max_iter - n_iter[at] - 3
                         ),
                         scale=sc,
@@ -569,7 +583,8 @@ def run_batch(
             else:
                 v_new, ll_new, done, last_step[at], last_rho[at], bound[at] = (
                     convergence.plain_step_batch(
-                        *calls,
+                        mapped,
+                        value,
                         v[at],
                         tol=tol,
                         xtol=xtol,
@@ -583,22 +598,31 @@ def run_batch(
             v[at], ll[at] = v_new, ll_new
             n_iter[at] += used
             if vet_stop is not None:
-                done, bound[at] = vet_stop(state, group, done, bound[at])
+                done, vetted = vet_stop(state, group, xp.batch(done), xp.batch(bound[at]))
+                done, bound[at] = xp.unbatch(done), xp.unbatch(vetted)
             converged[at] = done
-            for i, value in zip(group.tolist(), ll_new.tolist(), strict=True):
-                history[i].append(value)
+            for i, value_i in zip(group.tolist(), xp.values(ll_new), strict=True):
+                history[i].append(value_i)
             if on_step is not None:
-                on_step(group, v_new)
-            active[at] = ~done & (n_iter[at] < max_iter)
+                on_step(group, v_new[None] if one else v_new)
+            active[at] = xp.not_(done) & (n_iter[at] < max_iter)
         if between is not None:
             between(state)
     state.loglik_history = [np.asarray(h) for h in history]
     return state
 
 
-def _subset_calls(em_map, objective, rows):
-    """``em_map`` and ``objective`` of :func:`run_batch` in the cycle's form, ``f(v, need)``
-    on the fits ``rows``: each is called on the fits whose result is used only."""
+def _subset_calls(em_map, objective, in_domain, rows, one: bool):
+    """``em_map``, ``objective`` and ``in_domain`` of :func:`run_batch` in the cycle's form,
+    ``f(v, need)``, on the fits ``rows``: each is called on the fits whose result is used
+    only. With ``one`` (a batch of one) they take the fit's point as a vector and give
+    numbers (:data:`emlib._per_fit.ONE`)."""
+    if one:
+        return (
+            lambda v, need: _first(em_map(rows, v[None])),
+            lambda v, need: objective(rows, v[None])[0].item(),
+            lambda v: in_domain(v[None])[0].item(),
+        )
 
     def mapped(v, need):
         if need.all():
@@ -614,7 +638,13 @@ def _subset_calls(em_map, objective, rows):
         out[need] = objective(rows[need], v[need])
         return out
 
-    return mapped, value
+    return mapped, value, in_domain
+
+
+def _first(mapped):
+    """The one fit of a batch's ``(M(v), ℓ(v))``: a vector and a number."""
+    points, ll = mapped
+    return points[0], ll[0].item()
 
 
 def _run_starts(model, prepared, starts, tol, max_iter, accelerate, xtol) -> list[EMResult]:
@@ -641,7 +671,7 @@ def _run_starts(model, prepared, starts, tol, max_iter, accelerate, xtol) -> lis
     param_history = [[start] for start in starts]
 
     def record(rows, v):
-        for i, point in zip(rows, v, strict=True):
+        for i, point in zip(rows.tolist(), v, strict=True):
             param_history[i].append(fits[i].recall(point)[0])
 
     run = run_batch(
@@ -679,12 +709,17 @@ class _Starts:
         self.fits = fits
 
     def em_map(self, rows, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(rows) == 1:  # one fit (a single start): no arrays to fill
+            mapped, ll = self.fits[rows[0]].em_map(v[0])
+            return mapped[None], np.array([ll])
         mapped, ll = np.empty_like(v), np.empty(len(rows))
         for j, i in enumerate(rows):
             mapped[j], ll[j] = self.fits[i].em_map(v[j])
         return mapped, ll
 
     def objective(self, rows, v: np.ndarray) -> np.ndarray:
+        if len(rows) == 1:
+            return np.array([self.fits[rows[0]].objective(v[0])])
         ll = np.empty(len(rows))
         for j, i in enumerate(rows):
             ll[j] = self.fits[i].objective(v[j])
@@ -692,6 +727,8 @@ class _Starts:
 
     def in_domain(self, v: np.ndarray) -> np.ndarray:
         model = self.fits[0].model
+        if len(v) == 1:
+            return np.array([model.in_domain(v[0])])
         return np.fromiter((model.in_domain(point) for point in v), bool, len(v))
 
 
@@ -718,19 +755,20 @@ class _OneFit:
     def remember(self, theta: np.ndarray, params, expected, ll: float) -> None:
         _keep(self._e_steps, theta.tobytes(), (params, expected, ll), self._KEEP)
 
-    def recall(self, theta: np.ndarray) -> tuple:
-        """``(params, expected, ℓ)`` at ``theta``."""
-        key = theta.tobytes()
-        if key not in self._e_steps:
+    def recall(self, theta: np.ndarray, key: bytes | None = None) -> tuple:
+        """``(params, expected, ℓ)`` at ``theta`` (whose bytes are ``key``)."""
+        key = theta.tobytes() if key is None else key
+        found = self._e_steps.get(key)
+        if found is None:
             params = self._mapped.get(key)
             params = self.model.unpack(theta) if params is None else params
-            expected, ll = self.model.e_step(self.prepared, params)
-            _keep(self._e_steps, key, (params, expected, ll), self._KEEP)
-        return self._e_steps[key]
+            found = (params, *self.model.e_step(self.prepared, params))
+            _keep(self._e_steps, key, found, self._KEEP)
+        return found
 
     def em_map(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
         _, expected, ll = self.recall(theta)
-        if not np.isfinite(ll):  # no E-step to map from: the point stays, and is rejected
+        if not math.isfinite(ll):  # no E-step to map from: the point stays, and is rejected
             return theta, ll
         params = self.model.m_step(self.prepared, expected)
         packed = self.model.pack(params)
@@ -739,16 +777,18 @@ class _OneFit:
 
     def objective(self, theta: np.ndarray) -> float:
         key = theta.tobytes()
+        found = self._e_steps.get(key)
+        if found is not None:
+            return found[2]
         # A point the M-step made is the model's by construction (a weight can reach 0
         # exactly, on the boundary): only an extrapolated point is checked.
-        made = key in self._e_steps or key in self._mapped
-        if not made and not self.model.in_domain(theta):
+        if key not in self._mapped and not self.model.in_domain(theta):
             return -np.inf
-        return self.recall(theta)[2]
+        return self.recall(theta, key)[2]
 
 
 def _keep(store: dict, key, value, most: int) -> None:
     """Put ``key: value`` in ``store``, dropping the oldest entries beyond ``most``."""
     store[key] = value
-    while len(store) > most:
+    if len(store) > most:  # one entry comes in at a time
         store.pop(next(iter(store)))

@@ -87,6 +87,11 @@ def step_sizes(old, new, scale=1.0) -> np.ndarray:
         raise ValueError(
             f"the two parameter values have different shapes ({old.shape} and {new.shape})"
         )
+    return _step_sizes(old, new, scale)
+
+
+def _step_sizes(old: np.ndarray, new: np.ndarray, scale) -> np.ndarray:
+    """:func:`step_sizes` on float arrays of one shape (the drivers' points), unchecked."""
     if new.shape[-1] == 0:
         return np.zeros(new.shape[:-1])
     floor_positive = scale > 0 if isinstance(scale, float) else bool(np.all(np.asarray(scale) > 0))
@@ -270,7 +275,7 @@ def apply_rule(last_step, step, seen, tol: float = DEFAULT_TOL):
     >>> apply_rule(0.02, 0.01, 0.6, 1e-8)  # one fit, as floats
     (0.6, 0.6, 0.015, False)
     """
-    if np.shape(step) == (1,):
+    if not isinstance(step, float) and np.shape(step) == (1,):
         one = apply_rule(float(last_step[0]), float(step[0]), float(seen[0]), tol)
         return tuple(np.array([x]) for x in one)
     rate, seen = slowest_rate(seen, rate_estimate(last_step, step))

@@ -2,6 +2,7 @@
 the driver's warnings and the result summary."""
 
 import collections
+import re
 import warnings
 
 import numpy as np
@@ -109,13 +110,27 @@ def test_zinb_guard_message_is_the_matrix_loops():
 
 
 @pytest.mark.parametrize(("old", "new"), [(-10.0, -11.0), (-3.0, np.nan), (-3.0, -np.inf)])
-def test_scalar_guard_is_the_batch_of_one(old, new):
+def test_guard_on_numbers_is_the_batch_of_one(old, new):
+    # One fit's values are numbers (emlib._per_fit.ONE), and the guard takes a short cut
+    # for a finite rise: it must fail exactly where the batch of one fails.
     with pytest.raises(MonotonicityError) as scalar:
-        convergence._guard(old, new, 6)
-    with pytest.raises(MonotonicityError) as batch:
         convergence.guard_batch(old, new, iteration=6)
-    assert str(scalar.value) == str(batch.value)
+    with pytest.raises(MonotonicityError) as batch:
+        convergence.guard_batch(np.array([old]), np.array([new]), iteration=6)
+    # The values as the caller holds them: numbers here, numpy scalars from the arrays.
+    assert str(scalar.value) == re.sub(r"np\.float64\(([^)]*)\)", r"\1", str(batch.value))
     assert "of fit" not in str(scalar.value)  # one fit: the message names only the iteration
+
+
+@pytest.mark.parametrize("new", [-10.0, -10.0 - 1e-13 * 10, -9.0, 0.0])
+def test_guard_on_numbers_passes_what_the_batch_of_one_passes(new):
+    convergence.guard_batch(-10.0, new, iteration=6)
+    convergence.guard_batch(np.array([-10.0]), np.array([new]), iteration=6)
+
+
+def test_guard_on_numbers_rejects_an_infinite_rise():
+    with pytest.raises(MonotonicityError, match="became inf"):
+        convergence.guard_batch(-10.0, np.inf, iteration=6)
 
 
 @pytest.mark.parametrize(
@@ -315,6 +330,18 @@ def _assert_row_as_alone(out, i, em_map, objective, v, step_max, rho, **options)
     )
     for whole, part in zip(out, alone, strict=True):
         assert np.array_equal(whole[i], part[0], equal_nan=True)
+    # ... and its output as one fit on numbers (a vector point, emlib._per_fit.ONE).
+    one = convergence.squarem_cycle_batch(
+        lambda x, need: (lambda m, ll: (m[0], ll[0].item()))(*em_map(x[None])),
+        lambda x, need: objective(x[None])[0].item(),
+        v[i],
+        step_max[i].item(),
+        last_rho=rho[i].item(),
+        **{**options, "in_domain": lambda x: options["in_domain"](x[None])[0].item()},
+    )
+    for whole, part in zip(out, one, strict=True):
+        assert np.ndim(part) == np.ndim(whole[i])  # numbers, and a vector point
+        assert np.array_equal(whole[i], part, equal_nan=True)
 
 
 @pytest.mark.parametrize("backtracks", [0, 6])
