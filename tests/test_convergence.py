@@ -332,8 +332,8 @@ def _assert_row_as_alone(out, i, em_map, objective, v, step_max, rho, **options)
         assert np.array_equal(whole[i], part[0], equal_nan=True)
     # ... and its output as one fit on numbers (a vector point, emlib._per_fit.ONE).
     one = convergence.squarem_cycle_batch(
-        lambda x, need: (lambda m, ll: (m[0], ll[0].item()))(*em_map(x[None])),
-        lambda x, need: objective(x[None])[0].item(),
+        lambda x, need: (lambda m, ll: (m[0], ll[0].item()))(*em_map(x[None], np.array([need]))),
+        lambda x, need: objective(x[None], np.array([need]))[0].item(),
         v[i],
         step_max[i].item(),
         last_rho=rho[i].item(),
