@@ -451,6 +451,7 @@ def run_batch(
     loglik: np.ndarray | None = None,
     vet_stop: Callable | None = None,
     between: Callable[[BatchRun], None] | None = None,
+    vectors: bool = False,
 ) -> BatchRun:
     """Run EM on many fits at once (many genes, many starts): the loop of :func:`run` and
     of :func:`emlib.zinb.fit` (which adds its Newton polish by the two hooks).
@@ -504,6 +505,11 @@ def run_batch(
         ``loglik_history``, adding to ``n_iter``), and stop them (``active``, with
         ``converged`` and ``error_bound``), e.g. by another method near the maximum. A
         fit's moves must not lower its ℓ: the guard checks each step from the ℓ it left.
+    vectors : bool, default False
+        For a batch of one: call ``em_map``, ``objective`` and ``in_domain`` on the fit's
+        point as a vector of shape ``(d,)``, and take numbers back (ℓ a float, the domain a
+        bool), with no arrays of one element to build and take apart. Ignored for more
+        fits.
 
     Returns
     -------
@@ -511,9 +517,15 @@ def run_batch(
     """
     v = np.array(starts, dtype=float)
     n = v.shape[0]
+    everyone = np.arange(n)
+    # A batch of one runs on numbers (emlib._per_fit.ONE): its per-fit values are floats and
+    # its point a vector, indexed by 0; the same arithmetic, without numpy's cost per call.
+    one = n == 1
+    vectors = vectors and one
+    xp = _per_fit.ONE if one else _per_fit.BATCH
     per_fit_scale = np.ndim(scale) == 2
     if loglik is None:
-        loglik = objective(np.arange(n), v)
+        loglik = [objective(everyone, v[0])] if vectors else objective(everyone, v)
     ll = np.array(loglik, dtype=float)
     n_iter = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
@@ -526,12 +538,14 @@ def run_batch(
     state = BatchRun(v, ll, n_iter, converged, bound, history, active)
     if labels is None and n > 1:
         labels = np.arange(n)
-    # A batch of one runs on numbers (emlib._per_fit.ONE): its per-fit values are floats and
-    # its point a vector, indexed by 0; the same arithmetic, without numpy's cost per call.
-    one = n == 1
-    xp = _per_fit.ONE if one else _per_fit.BATCH
-    everyone = np.arange(n)
-    calls_everyone = _subset_calls(em_map, objective, in_domain, everyone, one)
+    if vectors:
+        calls_everyone = (
+            lambda v, need: em_map(everyone, v),
+            lambda v, need: objective(everyone, v),
+            in_domain,
+        )
+    else:
+        calls_everyone = _subset_calls(em_map, objective, in_domain, everyone, one)
     if between is not None:
         between(state)
     iteration = 0
@@ -649,7 +663,7 @@ def _first(mapped):
 
 def _run_starts(model, prepared, starts, tol, max_iter, accelerate, xtol) -> list[EMResult]:
     """One EM fit from each start, all starts as one batch of :func:`run_batch`."""
-    thetas, fits = [], []
+    thetas, fits, lls = [], [], []
     for start in starts:
         expected, ll = model.e_step(prepared, start)
         if not np.isfinite(ll):
@@ -663,22 +677,35 @@ def _run_starts(model, prepared, starts, tol, max_iter, accelerate, xtol) -> lis
         fit.remember(theta, start, expected, ll)
         thetas.append(theta)
         fits.append(fit)
+        lls.append(ll)
     thetas = np.array(thetas)
     scale = 1.0
     if model.scale is not None:
         scale = np.array([np.broadcast_to(model.scale(prepared, t), t.shape) for t in thetas])
-    batch = _Starts(fits)
     param_history = [[start] for start in starts]
+    if len(fits) == 1:  # one start: its fit on vectors, not through arrays of one row
+        (fit,) = fits
+        em_map, objective = (lambda rows, v: fit.em_map(v)), (lambda rows, v: fit.objective(v))
+        in_domain = model.in_domain
 
-    def record(rows, v):
-        for i, point in zip(rows.tolist(), v, strict=True):
-            param_history[i].append(fits[i].recall(point)[0])
+        def record(rows, v):
+            param_history[0].append(fit.recall(v[0])[0])
+
+    else:
+        batch = _Starts(fits)
+        em_map, objective, in_domain = batch.em_map, batch.objective, batch.in_domain
+
+        def record(rows, v):
+            for i, point in zip(rows.tolist(), v, strict=True):
+                param_history[i].append(fits[i].recall(point)[0])
 
     run = run_batch(
-        batch.em_map,
-        batch.objective,
-        batch.in_domain,
+        em_map,
+        objective,
+        in_domain,
         thetas,
+        loglik=lls,
+        vectors=True,
         tol=tol,
         max_iter=max_iter,
         accelerate=accelerate,

@@ -368,6 +368,36 @@ def test_squarem_cycle_batch_treats_each_fit_as_a_batch_of_one(backtracks):
 
 
 @pytest.mark.parametrize("accelerate", ["squarem", None])
+def test_run_batch_on_vectors_is_the_batch_of_one(accelerate):
+    """vectors=True (a single start's fit called on its vector, as em.run does) takes the
+    path of the same fit given in row form, bit for bit."""
+    batch_map, batch_objective, batch_domain = moth_batch()
+    model = moth.MODEL
+    em_map, objective = model.em_map(MOTH_PREPARED), model.objective(MOTH_PREPARED)
+    options = {"tol": 1e-12, "accelerate": accelerate, "xtol": 1e-14}
+    for start in MOTH_STARTS:
+        rows = em.run_batch(
+            lambda rows, v: batch_map(v),
+            lambda rows, v: batch_objective(v),
+            batch_domain,
+            start[None],
+            **options,
+        )
+        vectors = em.run_batch(
+            lambda rows, v: (em_map(v), objective(v)),
+            lambda rows, v: objective(v),
+            model.in_domain,
+            start[None],
+            vectors=True,
+            **options,
+        )
+        assert rows.converged[0] and vectors.converged[0]
+        for field in ("points", "loglik", "n_iter", "error_bound"):
+            np.testing.assert_array_equal(getattr(vectors, field), getattr(rows, field))
+        np.testing.assert_array_equal(vectors.loglik_history[0], rows.loglik_history[0])
+
+
+@pytest.mark.parametrize("accelerate", ["squarem", None])
 def test_run_batch_fits_each_start_as_if_it_were_alone(accelerate):
     """em.run_batch on four moth starts at once: each fit's path, stop and result are
     those of the same start run by itself (and, for one start, those of em.run)."""
