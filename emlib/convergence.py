@@ -376,12 +376,8 @@ def squarem_cycle_batch(
     small = small1 | small2
     r = v1 - v
     w = v2 - v1 - r
-    if not (isinstance(scale, float) and scale == 1.0):  # x / 1.0 is x: no division
-        r_scaled, w_scaled = r / scale, w / scale
-    else:
-        r_scaled, w_scaled = r, w
-    sr2 = xp.sum_of_squares(r_scaled)
-    sv2 = xp.sum_of_squares(w_scaled)
+    sr2 = xp.sum_of_squares(r / scale)
+    sv2 = xp.sum_of_squares(w / scale)
     degenerate = (sr2 == 0) | (sv2 == 0)
     ratio = xp.ratio(sr2, sv2)
     alpha = xp.where(degenerate, 1.0, xp.minimum(xp.maximum(xp.sqrt(ratio), 1.0), step_max))
@@ -390,7 +386,7 @@ def squarem_cycle_batch(
     pending = xp.not_(degenerate) & xp.not_(small) & (alpha > 1.0)
     floor = ll0 - decrease_tolerance(ll0)
     limit = np.asarray(backtracks)
-    for attempt in range((int(limit.max()) if limit.ndim else int(limit)) + 1):
+    for attempt in range(int(limit.max()) + 1):
         if attempt and limit.ndim:
             pending &= attempt <= limit
         if not xp.any(pending):

@@ -538,14 +538,7 @@ def run_batch(
     state = BatchRun(v, ll, n_iter, converged, bound, history, active)
     if labels is None and n > 1:
         labels = np.arange(n)
-    if vectors:
-        calls_everyone = (
-            lambda v, need: em_map(everyone, v),
-            lambda v, need: objective(everyone, v),
-            in_domain,
-        )
-    else:
-        calls_everyone = _subset_calls(em_map, objective, in_domain, everyone, one)
+    calls_everyone = _subset_calls(em_map, objective, in_domain, everyone, one, vectors)
     if between is not None:
         between(state)
     iteration = 0
@@ -626,11 +619,13 @@ def run_batch(
     return state
 
 
-def _subset_calls(em_map, objective, in_domain, rows, one: bool):
+def _subset_calls(em_map, objective, in_domain, rows, one: bool, vectors: bool = False):
     """``em_map``, ``objective`` and ``in_domain`` of :func:`run_batch` in the cycle's form,
     ``f(v, need)``, on the fits ``rows``: each is called on the fits whose result is used
     only. With ``one`` (a batch of one) they take the fit's point as a vector and give
-    numbers (:data:`emlib._per_fit.ONE`)."""
+    numbers (:data:`emlib._per_fit.ONE`); with ``vectors`` too, the callables already do."""
+    if vectors:
+        return (lambda v, need: em_map(rows, v), lambda v, need: objective(rows, v), in_domain)
     if one:
         return (
             lambda v, need: _first(em_map(rows, v[None])),
