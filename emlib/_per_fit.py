@@ -48,6 +48,15 @@ class _Batch:
         return bool(mask.any())
 
     @staticmethod
+    def all(mask) -> bool:
+        return bool(mask.all())
+
+    @staticmethod
+    def most(x) -> int:
+        """The largest of the per-fit integers ``x`` (or the one integer given)."""
+        return int(np.max(x))
+
+    @staticmethod
     def rows(mask, a, b):
         """Point by point, ``a`` where ``mask`` holds, else ``b``."""
         return np.where(mask[:, None], a, b)
@@ -117,6 +126,9 @@ class _One:
     @staticmethod
     def any(mask) -> bool:
         return bool(mask)
+
+    all = any
+    most = staticmethod(int)
 
     @staticmethod
     def col(x):

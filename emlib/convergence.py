@@ -138,14 +138,17 @@ def guard_batch(old, new, *, iteration: int, labels=None, message=None, rtol=MON
     ...
     emlib.convergence.MonotonicityError: the log-likelihood of fit 8 decreased at iteration 3, ...
     """
-    # One fit's finite rise passes whatever the tolerance: one comparison, where numpy on
-    # numbers costs microseconds, in the common case of every iteration.
-    if isinstance(new, float) and old <= new < math.inf:
-        return
-    bad = _fails_guard(old, new, rtol)
-    if not bad.any():
-        return
-    i = int(np.flatnonzero(bad)[0])
+    if isinstance(new, float):  # one fit, on numbers: no numpy calls in the common case
+        if old <= new < math.inf or (
+            math.isfinite(new) and not new < old - decrease_tolerance(old, rtol)
+        ):
+            return
+        i = 0
+    else:
+        bad = _fails_guard(old, new, rtol)
+        if not bad.any():
+            return
+        i = int(np.flatnonzero(bad)[0])
     # The values as the caller holds them (a Python float stays a float in the message).
     old_i, new_i = (x if np.ndim(x) == 0 else x[i] for x in (old, new))
     label = None if labels is None else labels[i]
@@ -372,10 +375,10 @@ def squarem_cycle_batch(
         guard(ll0, ll1)
     used = xp.full(v, 2)
     _, rho, bound, converged = stopping.apply_rule(s1, s2, last_rho, tol)
-    small1, small2, bound = _cycle_stops(xp, v, v1, v2, s1, converged, bound, xtol)
+    r, r2 = v1 - v, v2 - v1
+    small1, small2, bound = _cycle_stops(xp, r, r2, s1, converged, bound, xtol)
     small = small1 | small2
-    r = v1 - v
-    w = v2 - v1 - r
+    w = r2 - r
     sr2 = xp.sum_of_squares(r / scale)
     sv2 = xp.sum_of_squares(w / scale)
     degenerate = (sr2 == 0) | (sv2 == 0)
@@ -385,10 +388,9 @@ def squarem_cycle_batch(
     candidate, value, accepted = v2, xp.full(v, np.nan), xp.full(v, 1.0)
     pending = xp.not_(degenerate) & xp.not_(small) & (alpha > 1.0)
     floor = ll0 - decrease_tolerance(ll0)
-    limit = np.asarray(backtracks)
-    for attempt in range(int(limit.max()) + 1):
-        if attempt and limit.ndim:
-            pending &= attempt <= limit
+    for attempt in range(xp.most(backtracks) + 1):
+        if attempt:
+            pending = pending & (attempt <= backtracks)
         if not xp.any(pending):
             break
         a = xp.col(alpha)
@@ -463,8 +465,9 @@ def plain_step_batch(
     return v_new, ll_new, done, step, rho, bound
 
 
-def _cycle_stops(xp, v, v1, v2, s1, converged, bound, xtol):
-    """Which fits of a SQUAREM cycle stop at ``v1`` and which at ``v2``, and their bounds.
+def _cycle_stops(xp, r, r2, s1, converged, bound, xtol):
+    """Which fits of a SQUAREM cycle stop at ``v1`` and which at ``v2``, and their bounds,
+    given its two plain steps ``r = v1 - v`` and ``r2 = v2 - v1``.
 
     At ``v1`` where the first step is at rounding level (bound 0) or, with ``xtol``, at most
     ``xtol`` long; at ``v2`` where the stopping rule holds after the second step or that
@@ -476,8 +479,8 @@ def _cycle_stops(xp, v, v1, v2, s1, converged, bound, xtol):
     bound = xp.where(small1, 0.0, bound)
     if xtol is not None:
         going = xp.not_(small1) & xp.not_(small2)
-        by_x1 = going & (xp.norm(v1 - v) <= xtol)
-        by_x2 = going & xp.not_(by_x1) & (xp.norm(v2 - v1) <= xtol)
+        by_x1 = going & (xp.norm(r) <= xtol)
+        by_x2 = going & xp.not_(by_x1) & (xp.norm(r2) <= xtol)
         bound = xp.where(by_x1 | by_x2, np.nan, bound)
         small1, small2 = small1 | by_x1, small2 | by_x2
     return small1, small2, bound

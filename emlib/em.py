@@ -491,7 +491,7 @@ def run_batch(
         The fits' names in the guard's message (default: their row, for more than one fit).
     on_step : callable, optional
         ``on_step(rows, v)`` after every step, with the fits that took it and their new
-        points (to keep a parameter history, say).
+        points (to keep a parameter history, say); with ``vectors``, the point as a vector.
     loglik : ndarray of shape (n_fits,), optional
         ℓ at the starts, if the caller has it (else ``objective`` gives it).
     vet_stop : callable, optional
@@ -523,19 +523,31 @@ def run_batch(
     one = n == 1
     vectors = vectors and one
     xp = _per_fit.ONE if one else _per_fit.BATCH
-    per_fit_scale = np.ndim(scale) == 2
+    per_fit_scale = isinstance(scale, np.ndarray) and scale.ndim == 2
+    if one and per_fit_scale:
+        scale, per_fit_scale = scale[0], False
     if loglik is None:
         loglik = [objective(everyone, v[0])] if vectors else objective(everyone, v)
-    ll = np.array(loglik, dtype=float)
-    n_iter = np.zeros(n, dtype=np.int64)
-    converged = np.zeros(n, dtype=bool)
-    bound = np.full(n, np.inf)
-    last_step = np.full(n, np.inf)  # plain EM: the previous step
-    last_rho = np.full(n, np.inf)  # the slowest rate seen (see stopping.slowest_rate)
-    step_max = np.ones(n)
+    # The state of a fit alone that no hook sees is Python's: lists of one (its point a
+    # vector, replaced, not copied), read and written without numpy scalars.
+    own = one and vet_stop is None and between is None
+
+    def per_fit(value, dtype=float):
+        return [value] if own else np.full(n, value, dtype=dtype)
+
+    ll = [float(loglik[0])] if own else np.array(loglik, dtype=float)
+    n_iter = per_fit(0, np.int64)
+    converged = per_fit(False, bool)
+    bound = per_fit(np.inf)
+    last_step = per_fit(np.inf)  # plain EM: the previous step
+    last_rho = per_fit(np.inf)  # the slowest rate seen (see stopping.slowest_rate)
+    step_max = per_fit(1.0)
+    active = per_fit(True, bool)
     history = [[value] for value in ll]
-    active = np.ones(n, dtype=bool)
-    state = BatchRun(v, ll, n_iter, converged, bound, history, active)
+    if own:
+        v, state = [v[0]], None  # no hook to see the state before the end
+    else:
+        state = BatchRun(v, ll, n_iter, converged, bound, history, active)
     if labels is None and n > 1:
         labels = np.arange(n)
     calls_everyone = _subset_calls(em_map, objective, in_domain, everyone, one, vectors)
@@ -547,14 +559,13 @@ def run_batch(
         rows = everyone if one else np.flatnonzero(active)
         if accelerate != "squarem":
             groups = ((rows, False),)
-        elif (left := max_iter - n_iter[rows]).min() >= 3:
+        elif xp.all(cycling := max_iter - n_iter[0 if one else rows] >= 3):
             groups = ((rows, True),)
+        elif not xp.any(cycling):
+            groups = ((rows, False),)
         else:
-            cycling = left >= 3
             groups = ((rows[cycling], True), (rows[~cycling], False))
         for group, squarem in groups:
-            if group.size == 0:
-                continue
             # Every fit at once (one fit, say): slices, views instead of copies.
             at = 0 if one else slice(None) if group.size == n else group
             guard = functools.partial(
@@ -611,10 +622,14 @@ def run_batch(
             for i, value_i in zip(group.tolist(), xp.values(ll_new), strict=True):
                 history[i].append(value_i)
             if on_step is not None:
-                on_step(group, v_new[None] if one else v_new)
+                on_step(group, v_new if vectors else v_new[None] if one else v_new)
             active[at] = xp.not_(done) & (n_iter[at] < max_iter)
         if between is not None:
             between(state)
+    if own:  # the result's arrays
+        state = BatchRun(
+            np.array(v), *map(np.array, (ll, n_iter, converged, bound)), history, np.array(active)
+        )
     state.loglik_history = [np.asarray(h) for h in history]
     return state
 
@@ -684,7 +699,7 @@ def _run_starts(model, prepared, starts, tol, max_iter, accelerate, xtol) -> lis
         in_domain = model.in_domain
 
         def record(rows, v):
-            param_history[0].append(fit.recall(v[0])[0])
+            param_history[0].append(fit.recall(v)[0])
 
     else:
         batch = _Starts(fits)
@@ -777,15 +792,17 @@ class _OneFit:
     def remember(self, theta: np.ndarray, params, expected, ll: float) -> None:
         _keep(self._e_steps, theta.tobytes(), (params, expected, ll), self._KEEP)
 
-    def recall(self, theta: np.ndarray, key: bytes | None = None) -> tuple:
-        """``(params, expected, ℓ)`` at ``theta`` (whose bytes are ``key``)."""
-        key = theta.tobytes() if key is None else key
+    def recall(self, theta: np.ndarray) -> tuple:
+        """``(params, expected, ℓ)`` at ``theta``."""
+        key = theta.tobytes()
         found = self._e_steps.get(key)
-        if found is None:
-            params = self._mapped.get(key)
-            params = self.model.unpack(theta) if params is None else params
-            found = (params, *self.model.e_step(self.prepared, params))
-            _keep(self._e_steps, key, found, self._KEEP)
+        return self._e_step(theta, key, self._mapped.get(key)) if found is None else found
+
+    def _e_step(self, theta: np.ndarray, key: bytes, params) -> tuple:
+        """E-step ``theta`` (whose bytes are ``key``) at the M-step's ``params``, if any."""
+        params = self.model.unpack(theta) if params is None else params
+        found = (params, *self.model.e_step(self.prepared, params))
+        _keep(self._e_steps, key, found, self._KEEP)
         return found
 
     def em_map(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
@@ -804,9 +821,10 @@ class _OneFit:
             return found[2]
         # A point the M-step made is the model's by construction (a weight can reach 0
         # exactly, on the boundary): only an extrapolated point is checked.
-        if key not in self._mapped and not self.model.in_domain(theta):
+        params = self._mapped.get(key)
+        if params is None and not self.model.in_domain(theta):
             return -np.inf
-        return self.recall(theta, key)[2]
+        return self._e_step(theta, key, params)[2]
 
 
 def _keep(store: dict, key, value, most: int) -> None:

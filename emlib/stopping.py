@@ -94,9 +94,12 @@ def _step_sizes(old: np.ndarray, new: np.ndarray, scale) -> np.ndarray:
     """:func:`step_sizes` on float arrays of one shape (the drivers' points), unchecked."""
     if new.shape[-1] == 0:
         return np.zeros(new.shape[:-1])
-    floor_positive = scale > 0 if isinstance(scale, float) else bool(np.all(np.asarray(scale) > 0))
-    if floor_positive and np.isfinite(old).all() and np.isfinite(new).all():  # nothing to guard
-        return (np.abs(new - old) / np.maximum(scale, np.abs(new))).max(axis=-1)
+    # With a positive floor (NaN fails the test too) and finite points, nothing to guard.
+    floor_positive = (
+        scale > 0 if isinstance(scale, float) else np.minimum.reduce(scale, axis=None) > 0
+    )
+    if floor_positive and np.isfinite(old).all() and np.isfinite(new).all():
+        return np.maximum.reduce(np.abs(new - old) / np.maximum(scale, np.abs(new)), axis=-1)
     with np.errstate(invalid="ignore"):
         rel = np.abs(new - old) / np.maximum(scale, np.abs(new))
     # A coordinate that stays at the same infinity (a dispersion at its Poisson limit, say)

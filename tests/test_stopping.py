@@ -8,6 +8,7 @@ to max(1, |θ|)) and 1e-9 in ℓ (relative to max(1, |ℓ|)).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -112,6 +113,51 @@ def test_a_coordinate_resting_at_infinity_does_not_block_convergence():
     assert stopping.step_size([1.0, np.inf], [1.0, -np.inf]) == np.inf
     assert stopping.step_size([1.0, np.nan], [1.0, np.nan]) == np.inf
     assert not stopping.converged([np.array([2.0, np.nan])] * 5, 1e-8)
+
+
+def _step_by_hand(old: float, new: float, floor: float) -> float:
+    """One coordinate's relative step, by the documented rule, on Python floats."""
+    if old == new:
+        return 0.0  # also a coordinate resting at an infinity, or 0 against a floor of 0
+    if not (math.isfinite(old) and math.isfinite(new)):
+        return math.inf
+    return abs(new - old) / max(floor, abs(new))
+
+
+@pytest.mark.parametrize("floor", [1.0, 0.0, np.array([1.0, 0.0, 2.0])])
+def test_step_sizes_of_awkward_rows_follow_the_rule(floor):
+    """Rows that take the short way (finite sums) and the guarded way give the rule's steps,
+    warning-free: infinities resting, reached or left, NaN, sums that overflow, zeros."""
+    old = np.array(
+        [
+            [0.5, 1.0, -2.0],
+            [1.5e308, 1.5e308, 1.0],  # finite coordinates whose sum overflows
+            [np.inf, 1.0, 0.0],  # resting at an infinity
+            [1.0, 5.0, 0.0],  # reaching one
+            [np.nan, 1.0, 0.0],
+            [0.0, 0.0, 0.0],  # still at zero
+        ]
+    )
+    new = np.array(
+        [
+            [0.25, 1.5, -2.0],
+            [1.5e308, 1.0e308, 2.0],
+            [np.inf, 1.5, 0.0],
+            [1.0, np.inf, 0.0],
+            [np.nan, 1.0, 0.0],
+            [0.0, 0.0, 1e-3],
+        ]
+    )
+    floors = np.broadcast_to(floor, old.shape)
+    expected = [
+        max(_step_by_hand(o, n, f) for o, n, f in zip(*rows, strict=True))
+        for rows in zip(old.tolist(), new.tolist(), floors.tolist(), strict=True)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batched = stopping.step_sizes(old, new, floor)
+        alone = [stopping.step_size(o, n, floor) for o, n in zip(old, new, strict=True)]
+    assert batched.tolist() == alone == expected
 
 
 @settings(max_examples=40, deadline=None)
