@@ -151,9 +151,7 @@ class _One:
         # The batch's summation (np.linalg.norm on rows adds the squares, not a BLAS dot).
         return math.sqrt(np.add.reduce(x * x))
 
-    @staticmethod
-    def steps(old, new, scale) -> float:
-        return float(stopping._step_sizes(old, new, scale))
+    steps = staticmethod(stopping._one_step_size)
 
     @staticmethod
     def values(x) -> list:

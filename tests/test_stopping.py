@@ -19,6 +19,7 @@ from scipy.optimize import minimize
 
 from emlib import (
     ConvergenceWarning,
+    _per_fit,
     convergence,
     linkage,
     moth,
@@ -157,7 +158,24 @@ def test_step_sizes_of_awkward_rows_follow_the_rule(floor):
         warnings.simplefilter("error")
         batched = stopping.step_sizes(old, new, floor)
         alone = [stopping.step_size(o, n, floor) for o, n in zip(old, new, strict=True)]
-    assert batched.tolist() == alone == expected
+        # One fit's step in the drivers (Python floats on a short point).
+        one = [_per_fit.ONE.steps(o, n, floor) for o, n in zip(old, new, strict=True)]
+    assert batched.tolist() == alone == one == expected
+
+
+@pytest.mark.parametrize("d", [1, 3, stopping.SHORT_POINT, stopping.SHORT_POINT + 1, 80])
+@pytest.mark.parametrize("floor", ["number", "per coordinate"])
+def test_one_fits_step_is_its_row_of_the_batch(d, floor):
+    """A fit alone (floats on a short point, numpy on a long one) takes its batch row's step,
+    to the last bit."""
+    rng = np.random.default_rng(d)
+    old = rng.normal(size=(200, d)) * rng.lognormal(0, 3, size=(200, d))
+    new = old + rng.normal(size=(200, d)) * rng.lognormal(-5, 3, size=(200, d))
+    scale = 0.5 if floor == "number" else rng.lognormal(0, 1, size=d)
+    batched = stopping.step_sizes(old, new, scale)
+    alone = [_per_fit.ONE.steps(o, n, scale) for o, n in zip(old, new, strict=True)]
+    assert all(isinstance(step, float) for step in alone)
+    assert alone == batched.tolist()
 
 
 @settings(max_examples=40, deadline=None)
