@@ -434,8 +434,9 @@ def test_run_batch_fits_each_start_as_if_it_were_alone(accelerate):
 
 @pytest.mark.parametrize("max_iter", [5, 9, 10_000])
 @pytest.mark.parametrize("accelerate", ["squarem", None])
-def test_run_fits_its_starts_together_each_as_if_it_were_alone(accelerate, max_iter):
-    """em.run fits all starts as one batch: each start's path is the one it takes alone,
+def test_a_batch_of_mixture_fits_takes_each_fits_path_alone(accelerate, max_iter):
+    """run_batch fits many mixtures at once (four starts of Hasselblad's mixture, in the row
+    form, the model's steps run fit by fit): each fit takes the path em.run gives it alone,
     also where max_iter cuts the fits short at different points of their cycles."""
     prepared = poisson_mixture._prepare(HASSELBLAD)
     starts = [
@@ -443,19 +444,43 @@ def test_run_fits_its_starts_together_each_as_if_it_were_alone(accelerate, max_i
         for w, m in [(0.5, (1.0, 3.1)), (0.2, (0.5, 4.0)), (0.9, (2.0, 2.5)), (0.5, (0.1, 8.0))]
     ]
     model = poisson_mixture.MODEL
+    fits = [em._OneFit(model, prepared) for _ in starts]
+    thetas, lls = np.array([model.pack(start) for start in starts]), []
+    for fit, theta, start in zip(fits, thetas, starts, strict=True):
+        expected, ll = model.e_step(prepared, start)
+        fit.remember(theta, start, expected, ll)
+        lls.append(ll)
+
+    def em_map(rows, v):
+        mapped = [fits[i].em_map(point) for i, point in zip(rows, v, strict=True)]
+        return np.array([m for m, _ in mapped]), np.array([ll for _, ll in mapped])
+
+    def objective(rows, v):
+        return np.array([fits[i].objective(point) for i, point in zip(rows, v, strict=True)])
+
+    def in_domain(v):
+        return np.array([model.in_domain(point) for point in v])
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        together = em._run_starts(model, prepared, starts, 1e-8, max_iter, accelerate, None)
-        for start, fit in zip(starts, together, strict=True):
+        batch = em.run_batch(
+            em_map,
+            objective,
+            in_domain,
+            thetas,
+            loglik=lls,
+            max_iter=max_iter,
+            accelerate=accelerate,
+        )
+        for i, start in enumerate(starts):
             alone = run(model, prepared, [start], max_iter=max_iter, accelerate=accelerate)
-            np.testing.assert_array_equal(fit.loglik_history, alone.loglik_history)
-            assert (fit.n_iter, fit.converged) == (alone.n_iter, alone.converged)
-            assert fit.n_iter <= max_iter
-            for name in ("weights", "means"):
-                np.testing.assert_array_equal(fit.params[name], alone.params[name])
-            convergence.check_monotone(fit.loglik_history)
+            np.testing.assert_array_equal(batch.loglik_history[i], alone.loglik_history)
+            assert (batch.n_iter[i], batch.converged[i]) == (alone.n_iter, alone.converged)
+            assert batch.n_iter[i] <= max_iter
+            np.testing.assert_array_equal(batch.points[i], model.pack(alone.param_history[-1]))
+            convergence.check_monotone(batch.loglik_history[i])
     if max_iter > 100:
-        assert len({fit.n_iter for fit in together}) > 1  # the starts do stop apart
+        assert len(set(batch.n_iter.tolist())) > 1  # the fits do stop apart
 
 
 def test_run_batch_hooks_veto_a_stop_and_move_fits_between_steps():
