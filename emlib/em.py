@@ -523,6 +523,9 @@ def run_batch(
     one = n == 1
     vectors = vectors and one
     xp = _per_fit.ONE if one else _per_fit.BATCH
+    if not isinstance(scale, float):
+        scale = np.asarray(scale, dtype=float)
+        scale = float(scale) if scale.ndim == 0 else scale
     per_fit_scale = isinstance(scale, np.ndarray) and scale.ndim == 2
     if one and per_fit_scale:
         scale, per_fit_scale = scale[0], False

@@ -117,8 +117,11 @@ def _one_step_size(old: np.ndarray, new: np.ndarray, scale) -> float:
     """:func:`_step_sizes` of one fit's points (vectors), the same IEEE operations on Python
     floats where the point is short, finite and the floor positive (the common case)."""
     if 0 < old.size <= SHORT_POINT:
-        floors = scale.tolist() if isinstance(scale, np.ndarray) else [float(scale)] * old.size
-        if len(floors) == old.size:
+        if isinstance(scale, np.ndarray):  # a floor per coordinate, else numpy broadcasts it
+            floors = scale.tolist() if scale.shape == old.shape else None
+        else:
+            floors = [float(scale)] * old.size
+        if floors is not None:
             largest = 0.0
             for a, b, floor in zip(old.tolist(), new.tolist(), floors, strict=True):
                 if not (floor > 0 and math.isfinite(a) and math.isfinite(b)):

@@ -368,6 +368,46 @@ def test_squarem_cycle_batch_treats_each_fit_as_a_batch_of_one(backtracks):
 
 
 @pytest.mark.parametrize("accelerate", ["squarem", None])
+def test_run_batch_takes_its_scale_in_any_form(accelerate):
+    """A floor given as a number, an int, a list, one per coordinate or one row per fit is
+    the same floor: one fit (on numbers) and the batch end alike, bit for bit."""
+    batch_map, batch_objective, batch_domain = moth_batch()
+    model = moth.MODEL
+    em_map, objective = model.em_map(MOTH_PREPARED), model.objective(MOTH_PREPARED)
+    d = MOTH_STARTS.shape[1]
+    options = {"tol": 1e-12, "accelerate": accelerate}
+    forms = [2.0, 2, [2.0] * d, np.full(d, 2.0), np.full((1, d), 2.0)]
+    alone = [
+        em.run_batch(
+            lambda rows, v: (em_map(v), objective(v)),
+            lambda rows, v: objective(v),
+            model.in_domain,
+            MOTH_STARTS[:1],
+            vectors=True,
+            scale=scale,
+            **options,
+        )
+        for scale in forms
+    ]
+    batches = [
+        em.run_batch(
+            lambda rows, v: batch_map(v),
+            lambda rows, v: batch_objective(v),
+            batch_domain,
+            MOTH_STARTS,
+            scale=scale,
+            **options,
+        )
+        for scale in (2.0, [2.0] * d, np.full(MOTH_STARTS.shape, 2.0))
+    ]
+    for runs in (alone, batches):
+        for other in runs[1:]:
+            for field in ("points", "loglik", "n_iter", "error_bound"):
+                np.testing.assert_array_equal(getattr(other, field), getattr(runs[0], field))
+    np.testing.assert_array_equal(alone[0].n_iter[0], batches[0].n_iter[0])
+
+
+@pytest.mark.parametrize("accelerate", ["squarem", None])
 def test_run_batch_on_vectors_is_the_batch_of_one(accelerate):
     """vectors=True (a single start's fit called on its vector, as em.run does) takes the
     path of the same fit given in row form, bit for bit."""
