@@ -465,8 +465,9 @@ def run_batch(
     budget, not the batch's). :func:`run` fits each start of a model as a batch of one.
     A batch of one (a single start) runs on numbers (:mod:`emlib._per_fit`): its per-fit
     values are floats and its point a vector, the same arithmetic as its row of a batch,
-    without numpy's cost per call on arrays of one element; the callables and hooks
-    still see arrays.
+    without numpy's cost per call on arrays of one element (and, with no ``vet_stop`` or
+    ``between`` hook to see it, its state is Python's until the result); the callables
+    and hooks see arrays, unless ``vectors`` is given.
 
     Parameters
     ----------
@@ -482,7 +483,7 @@ def run_batch(
         The packed starting points.
     tol, max_iter, accelerate, xtol
         As in :func:`run`.
-    scale : float or ndarray
+    scale : float or array_like
         The stopping rule's floor per coordinate (:func:`emlib.stopping.step_sizes`): a
         number, one per coordinate (shape ``(d,)``) or one row per fit (``(n_fits, d)``).
     message : str, optional
