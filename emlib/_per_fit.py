@@ -23,6 +23,7 @@ form).
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -119,15 +120,9 @@ class _One:
 
     rows = where
 
-    @staticmethod
-    def not_(mask) -> bool:
-        return not mask
-
-    @staticmethod
-    def any(mask) -> bool:
-        return bool(mask)
-
-    all = any
+    # Builtins where one exists: each call of a Python function costs more than its work.
+    not_ = staticmethod(operator.not_)
+    any = all = staticmethod(bool)
     most = staticmethod(int)
 
     @staticmethod
