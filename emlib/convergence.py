@@ -139,9 +139,8 @@ def guard_batch(old, new, *, iteration: int, labels=None, message=None, rtol=MON
     emlib.convergence.MonotonicityError: the log-likelihood of fit 8 decreased at iteration 3, ...
     """
     if isinstance(new, float):  # one fit, on numbers: no numpy calls in the common case
-        if old <= new < math.inf or (
-            math.isfinite(new) and not new < old - decrease_tolerance(old, rtol)
-        ):
+        # _fails_guard on numbers; a rise needs no tolerance.
+        if math.isfinite(new) and (old <= new or not new < old - decrease_tolerance(old, rtol)):
             return
         i = 0
     else:
@@ -154,6 +153,8 @@ def guard_batch(old, new, *, iteration: int, labels=None, message=None, rtol=MON
     label = None if labels is None else labels[i]
     if message is None:
         message = _DECREASE_MESSAGE if np.isfinite(new_i) else _NOT_FINITE_MESSAGE
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN in the message, not a warning
+        by = old_i - new_i
     raise MonotonicityError(
         message.format(
             of="" if label is None else f" of fit {label}",
@@ -161,7 +162,7 @@ def guard_batch(old, new, *, iteration: int, labels=None, message=None, rtol=MON
             iteration=iteration,
             old=old_i,
             new=new_i,
-            by=old_i - new_i,
+            by=by,
         )
     )
 

@@ -109,7 +109,9 @@ def test_zinb_guard_message_is_the_matrix_loops():
     )
 
 
-@pytest.mark.parametrize(("old", "new"), [(-10.0, -11.0), (-3.0, np.nan), (-3.0, -np.inf)])
+@pytest.mark.parametrize(
+    ("old", "new"), [(-10.0, -11.0), (-3.0, np.nan), (-3.0, -np.inf), (-np.inf, -np.inf)]
+)
 def test_guard_on_numbers_is_the_batch_of_one(old, new):
     # One fit's values are numbers (emlib._per_fit.ONE), and the guard takes a short cut
     # for a finite rise: it must fail exactly where the batch of one fails.
