@@ -34,6 +34,9 @@ DEFAULT_N_INIT = 4
 #: The seed of those random starts (and of the Gaussian mixture's): fixed, so that a fit
 #: repeated on the same data is the same.
 DEFAULT_SEED = 0
+#: The floor of a component's total responsibility in an M-step: a component with none
+#: keeps weight 0, and its mean is not 0/0.
+TINY = np.finfo(float).tiny
 
 
 def check_params(params, names: tuple[str, ...], k: int | None = None) -> dict:
@@ -59,16 +62,24 @@ def pack(params: dict) -> np.ndarray:
 
 def unpack(v: np.ndarray, names: tuple[str, ...]) -> dict:
     k = (v.size + 1) // len(names)
-    free = v[: k - 1]
-    out = {"weights": np.append(free, 1.0 - free.sum())}
+    out = {"weights": free_weights(v, k)}
     for j, name in enumerate(names[1:]):
         out[name] = v[k - 1 + j * k : k - 1 + (j + 1) * k].copy()
     return out
 
 
+def free_weights(v: np.ndarray, k: int) -> np.ndarray:
+    """The k weights from the k − 1 free ones that lead ``v``: the last is one minus the rest."""
+    weights = np.empty(k)
+    weights[: k - 1] = free = v[: k - 1]
+    weights[k - 1] = 1.0 - free.sum()
+    return weights
+
+
 def weights_in_domain(v: np.ndarray, k: int) -> bool:
     free = v[: k - 1]
-    return bool(np.all(free >= 0) and free.sum() <= 1)
+    # Array methods, not np.all: this runs on every extrapolated point of an EM fit.
+    return bool((free >= 0).all() and free.sum() <= 1)
 
 
 def normalise_log_rows(log_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,19 +91,20 @@ def normalise_log_rows(log_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # log-sum-exp over components by hand: scipy's version costs ~100 µs a call in input
     # checks, which dominates EM on a small frequency table.
     top = log_joint.max(axis=0)
-    finite_top = np.where(np.isfinite(top), top, 0.0)
-    joint = np.exp(log_joint - finite_top)
+    finite = np.isfinite(top)
+    shift = top if finite.all() else np.where(finite, top, 0.0)
+    joint = np.exp(log_joint - shift)
     total = joint.sum(axis=0)
-    with np.errstate(divide="ignore"):
-        log_marginal = np.log(total) + finite_top
-    impossible = ~(total > 0)
-    if impossible.any():
+    if not (total > 0).all():
         raise ValueError(
-            f"{int(impossible.sum())} observation(s) have probability zero under every "
+            f"{int((~(total > 0)).sum())} observation(s) have probability zero under every "
             "component with these parameters (e.g. a positive count when every mean is 0); "
             "choose parameters that give every observation positive probability"
         )
-    return joint / total, log_marginal
+    log_marginal = np.log(total)  # every total is positive: no log of zero to silence
+    log_marginal += shift
+    joint /= total
+    return joint, log_marginal
 
 
 def check_resp(resp, n: int) -> np.ndarray:

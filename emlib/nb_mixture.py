@@ -77,7 +77,7 @@ def _e_step(t: _Table, params):
 def _m_step(t: _Table, expected):
     weighted, thetas = expected
     k = weighted.shape[0]
-    size = np.maximum(weighted.sum(axis=1), np.finfo(float).tiny)
+    size = np.maximum(weighted.sum(axis=1), _mixture.TINY)
     means, new_thetas = _negbin.weighted_fit(
         np.tile(t.values, k),
         weighted.ravel(),
@@ -95,12 +95,11 @@ def _pack(params) -> np.ndarray:
 
 def _unpack(v: np.ndarray) -> dict:
     k = (v.size + 1) // 3
-    free = v[: k - 1]
     phi = v[2 * k - 1 :]
     with np.errstate(divide="ignore"):
         thetas = np.where(phi > 0, 1.0 / phi, np.inf)
     return {
-        "weights": np.append(free, 1.0 - free.sum()),
+        "weights": _mixture.free_weights(v, k),
         "means": v[k - 1 : 2 * k - 1].copy(),
         "thetas": thetas,
     }
@@ -109,7 +108,7 @@ def _unpack(v: np.ndarray) -> dict:
 def _in_domain(v: np.ndarray) -> bool:
     k = (v.size + 1) // 3
     return bool(
-        np.all(np.isfinite(v)) and _mixture.weights_in_domain(v, k) and np.all(v[k - 1 :] >= 0)
+        np.isfinite(v).all() and _mixture.weights_in_domain(v, k) and (v[k - 1 :] >= 0).all()
     )
 
 

@@ -51,13 +51,8 @@ def _check_params(params, k=None) -> dict:
 
 def _log_joint(values, log_factorials, params) -> np.ndarray:
     lam = params["means"][:, None]
-    with np.errstate(divide="ignore"):
-        return (
-            _mixture.log_weights(params["weights"])[:, None]
-            + xlogy(values[None, :], lam)
-            - lam
-            - log_factorials[None, :]
-        )
+    with np.errstate(divide="ignore"):  # a weight of 0, or a mean of 0 at a positive count
+        return np.log(params["weights"])[:, None] + xlogy(values, lam) - lam - log_factorials
 
 
 def _e_step(t: _Table, params):
@@ -69,8 +64,7 @@ def _e_step(t: _Table, params):
 
 
 def _m_step(t: _Table, weighted):
-    # A component with no responsibility keeps weight 0; the tiny floor avoids 0/0.
-    size = np.maximum(weighted.sum(axis=1), np.finfo(float).tiny)
+    size = np.maximum(weighted.sum(axis=1), _mixture.TINY)
     return {"weights": size / t.n, "means": (weighted @ t.values) / size}
 
 
@@ -82,7 +76,7 @@ MODEL = EMModel(
     unpack=lambda v: _mixture.unpack(v, PARAM_NAMES),
     in_domain=lambda v: (
         _mixture.weights_in_domain(v, (v.size + 1) // 2)
-        and bool(np.all(v[(v.size + 1) // 2 - 1 :] >= 0))
+        and bool((v[(v.size + 1) // 2 - 1 :] >= 0).all())
     ),
     finalize=_mixture.sort_by_means,
 )

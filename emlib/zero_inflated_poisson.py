@@ -22,10 +22,11 @@ Parameters: ``lam``, ``pi``. Data: a 1-D array of counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln, xlogy
+from scipy.special import gammaln
 
 from emlib._multinomial import frequency_table
 from emlib._validation import (
@@ -77,23 +78,37 @@ def _check_params(params) -> dict:
 
 def _structural_share(lam: float, pi: float) -> float:
     """P(structural zero | y = 0) = π / (π + (1 − π)e^{−λ}), without 0/0 when both vanish."""
-    if pi == 0:
+    return _zero_terms(lam, pi)[1]
+
+
+def _zero_terms(lam: float, pi: float) -> tuple[float, float]:
+    """P(y = 0) and P(structural zero | y = 0), on numbers."""
+    # numpy's exp on a number, not math's: the two differ in the last bit now and then.
+    p_zero = pi + (1 - pi) * float(np.exp(-lam))
+    return p_zero, (pi / p_zero if pi else 0.0)
+
+
+def _xlogy(x, y: float) -> float:
+    """``scipy.special.xlogy`` on numbers: ``x log y``, 0 where ``x`` is 0 (and ``y`` not NaN).
+
+    The same value to the last bit (scipy takes the C library's log, as ``math.log`` does),
+    without a ufunc's cost per call: the E-step is a few such terms.
+    """
+    if x == 0 and not math.isnan(y):
         return 0.0
-    return float(pi / (pi + (1 - pi) * np.exp(-lam)))
+    return x * math.log(y) if y > 0 else -math.inf if y == 0 else math.nan
 
 
 def _e_step(c: _Counts, params):
     lam, pi = params["lam"], params["pi"]
-    p_zero = pi + (1 - pi) * np.exp(-lam)
-    gamma = _structural_share(lam, pi)
-    with np.errstate(divide="ignore"):
-        ll = (
-            xlogy(c.n_zero, p_zero)
-            + xlogy(c.n - c.n_zero, 1 - pi)
-            + c.total * np.log(lam)
-            - (c.n - c.n_zero) * lam
-            - c.log_factorial_sum
-        )
+    p_zero, gamma = _zero_terms(lam, pi)
+    ll = (
+        _xlogy(c.n_zero, p_zero)
+        + _xlogy(c.n - c.n_zero, 1 - pi)
+        + c.total * float(np.log(lam))
+        - (c.n - c.n_zero) * lam
+        - c.log_factorial_sum
+    )
     # The expected number of structural zeros.
     return c.n_zero * gamma, float(ll)
 
