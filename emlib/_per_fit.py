@@ -29,6 +29,11 @@ import numpy as np
 
 from emlib import stopping
 
+#: Terms below which numpy's pairwise summation adds in order, one after another, as
+#: Python's ``sum`` does (its unrolled blocks start at 8): one fit's short sums run on
+#: Python floats, to the last bit the batch's (tests/test_convergence.py checks it).
+IN_ORDER = 8
+
 
 class _Batch:
     """Per-fit values are arrays of shape ``(n,)``, points the rows of ``(n, d)``."""
@@ -135,6 +140,8 @@ class _One:
 
     @staticmethod
     def sum_of_squares(x) -> float:
+        if x.size < IN_ORDER:  # the batch's sum, on Python floats
+            return sum([t * t for t in x.tolist()])
         return np.add.reduce(x * x).item()
 
     @staticmethod
@@ -144,7 +151,7 @@ class _One:
     @staticmethod
     def norm(x) -> float:
         # The batch's summation (np.linalg.norm on rows adds the squares, not a BLAS dot).
-        return math.sqrt(np.add.reduce(x * x))
+        return math.sqrt(_One.sum_of_squares(x))
 
     steps = staticmethod(stopping._one_step_size)
 

@@ -178,6 +178,26 @@ def test_one_fits_step_is_its_row_of_the_batch(d, floor):
     assert alone == batched.tolist()
 
 
+@pytest.mark.parametrize("d", [1, 2, 3, _per_fit.IN_ORDER - 1, _per_fit.IN_ORDER, 9, 17, 40])
+def test_one_fits_sums_are_its_row_of_the_batch(d):
+    """A fit alone adds its squares (Python floats on a short vector, numpy on a long one)
+    as its row of a batch does, to the last bit: the SQUAREM step length and the xtol test
+    see the same numbers alone and in a batch (a numpy whose pairwise sum changed would
+    fail here)."""
+    rng = np.random.default_rng(100 + d)
+    x = rng.normal(size=(2000, d)) * rng.lognormal(0, 3, size=(2000, d))
+    x[:5] *= 1e160  # squares that overflow to inf
+    x[5:10] *= 1e-170  # and squares that underflow
+    with np.errstate(over="ignore"):
+        sums, norms = _per_fit.BATCH.sum_of_squares(x), _per_fit.BATCH.norm(x)
+    with np.errstate(over="ignore"):  # numpy's path (the long rows) warns of the overflow
+        alone = [_per_fit.ONE.sum_of_squares(row) for row in x]
+        norms_alone = [_per_fit.ONE.norm(row) for row in x]
+    assert all(isinstance(value, float) for value in alone)
+    assert alone == sums.tolist()
+    assert norms_alone == norms.tolist()
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     rho=st.floats(0.05, 0.999),
