@@ -31,7 +31,7 @@ from emlib import stopping
 
 #: Terms below which numpy's pairwise summation adds in order, one after another, as
 #: Python's ``sum`` does (its unrolled blocks start at 8): one fit's short sums run on
-#: Python floats, to the last bit the batch's (tests/test_convergence.py checks it).
+#: Python floats, to the last bit the batch's (tests/test_stopping.py checks it).
 IN_ORDER = 8
 
 

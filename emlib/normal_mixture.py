@@ -77,6 +77,7 @@ def _check_params(params, k=None) -> dict:
 
 
 def _coefficients(params, shift: float) -> np.ndarray:
+    """Rows (a_j, b_j, c_j) of each component's log joint density in the centred data."""
     mu = params["means"] - shift
     var = params["sds"] ** 2
     out = np.empty((mu.size, 3))  # filled column by column: np.column_stack costs more
