@@ -83,8 +83,8 @@ def main() -> None:
         f"lam {em.params['lam']:.6f} pi {em.params['pi']:.6f}"
     )
     check(em.converged, "emlib's ZIP fit did not converge")
-    # Where emlib's time goes: reducing the data (fit does it once itself and once more in
-    # default_init) against the EM iterations on the four sufficient statistics.
+    # Where emlib's time goes: reducing the data once (fit's start is made from the same
+    # reduction) against the EM iterations on the four sufficient statistics.
     prep_seconds, prepared = best_of(EMLIB_REPEATS, lambda: zero_inflated_poisson._prepare(y))
     start = zero_inflated_poisson.default_init(y)
     run_seconds, _ = best_of(
